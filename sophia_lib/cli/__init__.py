@@ -1,0 +1,59 @@
+"""The ``sophia`` command line: parses arguments and calls ``sophia_lib``; nothing more.
+
+Exit codes: 0 success, 1 a runtime failure, 2 bad usage or bad configuration.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from sophia_lib.cli import config_cmd, demo_cmd, doctor_cmd, warehouse_cmd
+from sophia_lib.errors import ConfigError, SophiaError
+
+cli = typer.Typer(
+    name="sophia",
+    help="Sophia analytics workbench: sync, warehouse, metrics, dashboards and reports.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+cli.add_typer(config_cmd.app, name="config")
+cli.add_typer(warehouse_cmd.app, name="warehouse")
+cli.command("doctor")(doctor_cmd.doctor)
+cli.command("demo")(demo_cmd.demo)
+
+try:  # each later surface registers here as it lands
+    from sophia_lib.cli import sandbox_cmd
+
+    cli.add_typer(sandbox_cmd.app, name="sandbox")
+except ImportError:  # pragma: no cover - sandbox not present in a stripped install
+    pass
+
+EXIT_RUNTIME = 1
+EXIT_USAGE = 2
+
+
+def app() -> None:
+    """Console-script entry point: run the CLI, turning Sophia errors into one clear message."""
+    try:
+        cli(standalone_mode=False)
+    except ConfigError as exc:
+        typer.secho(f"error: {exc}", err=True, fg="red")
+        sys.exit(EXIT_USAGE)
+    except SophiaError as exc:
+        typer.secho(f"error: {exc}", err=True, fg="red")
+        sys.exit(EXIT_RUNTIME)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(EXIT_RUNTIME)
+    except Exception as exc:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(EXIT_USAGE)
+        raise

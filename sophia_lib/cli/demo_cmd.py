@@ -1,0 +1,5 @@
+"""Placeholder; replaced by its owner."""
+
+
+def demo() -> None:
+    """Run the demo."""

@@ -1,0 +1,5 @@
+"""Placeholder; replaced by its owner."""
+
+
+def doctor() -> None:
+    """Report what is installed."""

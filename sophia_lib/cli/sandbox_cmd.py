@@ -1,0 +1,5 @@
+"""Placeholder; replaced by its owner."""
+
+import typer
+
+app = typer.Typer(help="(not yet built)")

@@ -1,0 +1,149 @@
+"""The shape of ``sophia.yaml``: typed sections, validated once at load.
+
+Every section forbids unknown keys, so a typo is an error instead of a silently
+ignored setting. Secrets are never values here, only references
+(``{secret: NAME}``) that :mod:`sophia_lib.secrets` resolves at use time.
+"""
+
+from __future__ import annotations
+
+import re
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+TSandboxSize = Literal["small", "medium", "large"]
+SECRET_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class SecretRef(Section):
+    """A reference to a secret held by the credential store: ``{secret: NAME}``."""
+
+    secret: Annotated[str, Field(description="Name of the secret in the credential store.")]
+
+    @field_validator("secret")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not SECRET_NAME.match(value):
+            raise ValueError(
+                f"secret names are letters, digits and '_' starting with a letter; got {value!r}"
+            )
+        return value
+
+    def __str__(self) -> str:
+        return f"{{secret: {self.secret}}}"
+
+
+def _no_inline_password(url: str, key: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception as exc:  # sqlalchemy raises ArgumentError with a terse text
+        raise ValueError(
+            f"not a SQLAlchemy URL ({exc}); write e.g. 'duckdb:///var/warehouse' or "
+            "'postgresql+psycopg://user@host:5432/dbname'"
+        ) from None
+    if parsed.password:
+        raise ValueError(
+            f"the URL carries an inline password; remove it and set {key}.password: "
+            "{secret: NAME} instead (secrets never sit in config files)"
+        )
+    return url
+
+
+class WarehouseConfig(Section):
+    """Where data lives. DuckDB files by default; PostgreSQL in production."""
+
+    url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL. duckdb:///DIR (a folder of snapshot files) or postgresql+psycopg://…; "
+        "default: duckdb under var_dir/warehouse.",
+    )
+    password: SecretRef | None = Field(default=None, description="Database password (PostgreSQL).")
+    keep_snapshots: int = Field(default=5, ge=2, le=100, description="Published snapshots kept for rollback.")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        _no_inline_password(value, "warehouse")
+        scheme = value.split(":", 1)[0].split("+", 1)[0]
+        if scheme not in ("duckdb", "postgresql"):
+            raise ValueError(f"unsupported warehouse scheme {scheme!r}; valid: duckdb, postgresql")
+        return value
+
+
+class AppDbConfig(Section):
+    """Application state: sync runs, job runs, alerts, published dashboards, audit log."""
+
+    url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; default: sqlite under var_dir/app.db. PostgreSQL in production.",
+    )
+    password: SecretRef | None = Field(default=None, description="Database password (PostgreSQL).")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        _no_inline_password(value, "app_db")
+        scheme = value.split(":", 1)[0].split("+", 1)[0]
+        if scheme not in ("sqlite", "postgresql"):
+            raise ValueError(f"unsupported app_db scheme {scheme!r}; valid: sqlite, postgresql")
+        return value
+
+
+class SandboxConfig(Section):
+    """The synthetic company and its vendor API simulator (demo and tests)."""
+
+    size: TSandboxSize = Field(default="medium", description="small (tests), medium (demo), large (bench).")
+    seed: int = Field(default=42, ge=0, description="Same seed, byte-identical data.")
+    host: str = Field(default="127.0.0.1", description="Interface the simulator listens on.")
+    port: int = Field(default=8700, ge=1, le=65535, description="Port of the vendor API simulator.")
+    idp_port: int = Field(default=8701, ge=1, le=65535, description="Port of the local OIDC identity provider.")
+
+
+CONFIG_BASE: ContextVar[Path | None] = ContextVar("CONFIG_BASE", default=None)
+"""Folder that relative paths are resolved against (the config file's folder) while loading."""
+
+
+class SophiaConfig(BaseSettings):
+    """Top level of sophia.yaml. Every key can be overridden by an environment variable:
+    ``SOPHIA_<SECTION>__<KEY>`` (e.g. ``SOPHIA_WAREHOUSE__URL``); environment wins over the file."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SOPHIA_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    var_dir: Path = Field(default=Path("var"), description="Folder for embedded state (warehouse, app db).")
+    warehouse: WarehouseConfig = Field(default_factory=WarehouseConfig)
+    app_db: AppDbConfig = Field(default_factory=AppDbConfig)
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+
+    @model_validator(mode="after")
+    def _embedded_defaults(self) -> SophiaConfig:
+        if not self.var_dir.is_absolute():
+            self.var_dir = (CONFIG_BASE.get() or Path.cwd()) / self.var_dir
+        if self.warehouse.url is None:
+            self.warehouse.url = f"duckdb:///{self.var_dir / 'warehouse'}"
+        if self.app_db.url is None:
+            self.app_db.url = f"sqlite:///{self.var_dir / 'app.db'}"
+        return self
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings):  # noqa: D102
+        # Environment first, then the values read from sophia.yaml (passed as init kwargs).
+        return (env_settings, init_settings)
