@@ -126,11 +126,27 @@ def _explain(exc: ValidationError, file: Path | None) -> str:
             lines.append("  fix: rename or remove it (typos are errors so no setting is silently ignored)")
             continue
         value = err.get("input")
-        shown = "(missing)" if err["type"] == "missing" else repr(value)
+        sensitive = any(word in key for word in ("password", "secret", "token"))
+        if err["type"] == "missing":
+            shown = "(missing)"
+        else:
+            shown = "(hidden)" if sensitive else repr(_hide_url_password(value))
         message = err["msg"].removeprefix("Value error, ")
         lines.append(f"- {key} = {shown}: {message}.")
-        lines.append(f"  fix: correct '{key}' in {source}, or set {_env_name(loc)}")
+        lines.append(f"  fix: correct '{key}' in {source}, or set {_env_name(loc)}" if not sensitive
+                     else f"  fix: set '{key}' to {{secret: NAME}} in {source}")
     return "\n".join(lines)
+
+
+def _hide_url_password(value: Any) -> Any:
+    if isinstance(value, str) and "://" in value and "@" in value:
+        from sqlalchemy.engine import make_url
+
+        try:
+            return make_url(value).render_as_string(hide_password=True)
+        except Exception:
+            return "(a URL, hidden because it may carry a password)"
+    return value
 
 
 def redacted(config: SophiaConfig) -> dict[str, Any]:

@@ -30,6 +30,16 @@ class SecretRef(Section):
 
     secret: Annotated[str, Field(description="Name of the secret in the credential store.")]
 
+    @model_validator(mode="before")
+    @classmethod
+    def _reference_not_value(cls, value: object) -> object:
+        if isinstance(value, str | int | float):
+            raise ValueError(
+                "an inline secret value is not allowed; write {secret: NAME} here and keep the value in the "
+                "credential store (or the environment variable SOPHIA_SECRET_NAME)"
+            )
+        return value
+
     @field_validator("secret")
     @classmethod
     def _name(cls, value: str) -> str:
