@@ -75,3 +75,15 @@ class WriterBusyError(TransientError, WarehouseError):
     """Another process holds the warehouse writer lock."""
 
     reason = "writer_busy"
+
+
+class AppDbError(SophiaError):
+    """The application database cannot be opened, migrated or used."""
+
+    reason = "app_db"
+
+
+class AppDbUnreachableError(TransientError, AppDbError, ConnectionError):
+    """The application database server does not answer (down, wrong host/port, firewalled)."""
+
+    reason = "app_db_unreachable"

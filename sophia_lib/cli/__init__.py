@@ -38,7 +38,7 @@ EXIT_USAGE = 2
 def app() -> None:
     """Console-script entry point: run the CLI, turning Sophia errors into one clear message."""
     try:
-        cli(standalone_mode=False)
+        code = cli(standalone_mode=False)
     except ConfigError as exc:
         typer.secho(f"error: {exc}", err=True, fg="red")
         sys.exit(EXIT_USAGE)
@@ -57,3 +57,4 @@ def app() -> None:
             exc.show()
             sys.exit(EXIT_USAGE)
         raise
+    sys.exit(code if isinstance(code, int) else 0)
