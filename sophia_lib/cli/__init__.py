@@ -36,25 +36,16 @@ EXIT_USAGE = 2
 
 
 def app() -> None:
-    """Console-script entry point: run the CLI, turning Sophia errors into one clear message."""
+    """Console-script entry point: run the CLI, turning Sophia errors into one clear message.
+
+    Click's standalone mode handles usage errors (exit 2), ``--help`` and ``typer.Exit``;
+    Sophia's own errors arrive here and are printed without a traceback.
+    """
     try:
-        code = cli(standalone_mode=False)
+        cli()
     except ConfigError as exc:
         typer.secho(f"error: {exc}", err=True, fg="red")
         sys.exit(EXIT_USAGE)
     except SophiaError as exc:
         typer.secho(f"error: {exc}", err=True, fg="red")
         sys.exit(EXIT_RUNTIME)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        typer.echo("aborted", err=True)
-        sys.exit(EXIT_RUNTIME)
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(EXIT_USAGE)
-        raise
-    sys.exit(code if isinstance(code, int) else 0)

@@ -1,5 +1,17 @@
-"""Placeholder; replaced by its owner."""
+"""``sophia demo``: run the platform on its embedded defaults."""
+
+from __future__ import annotations
+
+import typer
+
+from sophia_lib.config import load_config
 
 
 def demo() -> None:
-    """Run the demo."""
+    """Set up and run the demo: sandbox company, vendor simulator, identity provider, warehouse.
+
+    Prints what to open; Ctrl-C stops everything. A second run reuses what exists.
+    """
+    from sophia_lib.demo import run_demo
+
+    run_demo(load_config(), echo=typer.echo)

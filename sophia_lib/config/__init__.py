@@ -122,7 +122,7 @@ def _explain(exc: ValidationError, file: Path | None) -> str:
             valid = sorted(parent.model_fields) if parent else []
             guess = difflib.get_close_matches(str(loc[-1]), valid, n=1)
             hint = f" — did you mean '{guess[0]}'?" if guess else ""
-            lines.append(f"- {key}: unknown key{hint} Valid keys here: {', '.join(valid)}.")
+            lines.append(f"- {key}: unknown key{hint or '.'} Valid keys here: {', '.join(valid)}.")
             lines.append("  fix: rename or remove it (typos are errors so no setting is silently ignored)")
             continue
         value = err.get("input")
