@@ -21,8 +21,10 @@ def _resolve(size: str | None, seed: int | None) -> tuple[str, int]:
 
 
 def default_dir(size: str, seed: int) -> Path:
-    """Where ``generate`` caches a company unless told otherwise: ``<var_dir>/sandbox/<size>-<seed>``."""
-    return load_config().var_dir / "sandbox" / f"{size}-{seed}"
+    """Where a company is cached unless told otherwise: ``<var_dir>/sandbox/<size>-<seed>``."""
+    from sophia_lib.sandbox.services import company_cache_dir
+
+    return company_cache_dir(load_config(), size, seed)
 
 
 def _counts(tables: dict) -> str:
@@ -60,11 +62,21 @@ def advance(
         None, "--dir", help="Cached company folder; default <var_dir>/sandbox/<size>-<seed>."
     ),
 ) -> None:
-    """Load the cached company, move its clock forward, save it, and print what changed."""
+    """Move the company's clock forward and print what changed.
+
+    If `sophia sandbox serve` (or the demo) is running, the running simulator advances (and saves);
+    otherwise the cached company is loaded, advanced and saved.
+    """
     from sophia_lib.sandbox.clock import advance as step
     from sophia_lib.sandbox.store import load, save
 
     size, seed = _resolve(size, seed)
+    if folder is None and (served := _advance_running_simulator(minutes)) is not None:
+        typer.echo(f"advanced the running simulator to {served['now']}")
+        for table, kinds in served["changes"].items():
+            for kind, count in kinds.items():
+                typer.echo(f"  {table:<20} {kind:<7} {count:>6}")
+        return
     where = folder or default_dir(size, seed)
     company = load(where)
     changes = step(company, minutes)
@@ -73,6 +85,45 @@ def advance(
     summary = changes.summary()
     for row in summary.itertuples(index=False):
         typer.echo(f"  {row.table:<20} {row.kind:<7} {row.count:>6}")
+
+
+def _advance_running_simulator(minutes: int) -> dict | None:
+    """Ask a simulator running on the configured port to advance; None when none answers."""
+    import httpx
+
+    cfg = load_config()
+    base = f"http://{cfg.sandbox.host}:{cfg.sandbox.port}/_control"
+    try:
+        httpx.get(f"{base}/health", timeout=1.0).raise_for_status()
+    except httpx.HTTPError:
+        return None
+    answer = httpx.post(f"{base}/advance", json={"minutes": minutes}, timeout=120.0)
+    answer.raise_for_status()
+    return answer.json()
+
+
+@app.command()
+def serve() -> None:
+    """Run the vendor API simulator and the identity provider until Ctrl-C.
+
+    Prints each vendor's base URL and demo credentials, and the identity provider's demo users.
+    Uses the cached company for sandbox.size/seed (generating it the first time).
+    """
+    import threading
+
+    from sophia_lib.sandbox.services import prepare_company, start_sandbox_services
+
+    cfg = load_config()
+    services = start_sandbox_services(cfg, prepare_company(cfg, typer.echo))
+    for line in services.describe():
+        typer.echo(line)
+    typer.echo("Press Ctrl-C to stop.")
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        typer.echo("stopping …")
+    finally:
+        services.stop()
 
 
 @app.command()

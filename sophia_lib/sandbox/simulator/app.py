@@ -8,6 +8,7 @@ clock and reports health. One process, one port: connectors get
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -23,7 +24,8 @@ from sophia_lib.sandbox.simulator.faults import FAULT_KINDS, FaultInjector
 class Sandbox:
     """The simulated outside world over one company: vendors, faults, clock."""
 
-    def __init__(self, company: Company, vendors: list[str] | None = None, fault_seed: int = 0) -> None:
+    def __init__(self, company: Company, vendors: list[str] | None = None, fault_seed: int = 0,
+                 on_advance: Callable[[Company], None] | None = None) -> None:
         from sophia_lib.sandbox.vendors import vendor_classes
 
         classes = vendor_classes()
@@ -31,21 +33,24 @@ class Sandbox:
         if unknown:
             raise KeyError(f"unknown vendor(s) {unknown}; valid: {', '.join(classes)}")
         self.company = company
+        self.on_advance = on_advance  # e.g. save the company so `sophia sandbox serve` survives a restart
         self.faults = FaultInjector(fault_seed)
         self._lock = threading.Lock()
         self.vendors: dict[str, SimulatedVendor] = {
             name: cls(company, self.faults) for name, cls in classes.items() if vendors is None or name in vendors
         }
 
-    def advance(self, minutes: int) -> dict[str, Any]:
-        """Move the company's clock forward and re-render every vendor; returns the change summary."""
+    def advance(self, minutes: int) -> dict[str, dict[str, int]]:
+        """Move the company's clock forward and re-render every vendor; returns counts per table and kind."""
         from sophia_lib.sandbox.clock import advance
 
         with self._lock:
             changes = advance(self.company, minutes)
             for vendor in self.vendors.values():
                 vendor.render()
-        return changes if isinstance(changes, dict) else getattr(changes, "summary", lambda: {})()
+            if self.on_advance is not None:
+                self.on_advance(self.company)
+        return changes.counts()
 
     def app(self) -> Starlette:
         routes: list[Any] = [Mount(f"/{name}", routes=v.starlette_routes()) for name, v in self.vendors.items()]
@@ -84,7 +89,8 @@ class Sandbox:
             minutes = body.get("minutes", 15)
             if not isinstance(minutes, int) or minutes < 1:
                 return JSONResponse({"error": "minutes must be a positive integer"}, status_code=400)
-            return JSONResponse({"now": None, "changes": self.advance(minutes)} | {"now": self.company.now.isoformat()})
+            changes = self.advance(minutes)
+            return JSONResponse({"now": self.company.now.isoformat(), "changes": changes})
 
         return [
             Route("/health", health),

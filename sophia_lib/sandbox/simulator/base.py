@@ -134,11 +134,17 @@ class SimulatedVendor:
         """What the vendor answers when the access token has expired."""
         return self.error_response(request, 401, "token expired")
 
+    def access_token(self, request: Request) -> str | None:
+        """The access token the caller sent (``Authorization: Bearer …`` unless the vendor differs)."""
+        return bearer(request.headers.get("authorization"))
+
     # --- shared machinery --------------------------------------------------------------
     def starlette_routes(self) -> list[Route]:
-        return [Route(path, self._guard(path, handler), methods=methods) for path, handler, methods in self.routes()]
+        return [Route(path, self.guard(path, handler), methods=methods) for path, handler, methods in self.routes()]
 
-    def _guard(self, path: str, handler: Handler) -> Handler:
+    def guard(self, path: str, handler: Handler) -> Handler:
+        """Wrap one endpoint with fault injection and error safety. A vendor may extend it
+        (e.g. Salesforce counts API usage and adds ``Sforce-Limit-Info`` to every answer)."""
         async def endpoint(request: Request) -> Response:
             fault = self.faults.take(self.name, request.url.path.removeprefix(request.scope.get("root_path", "")))
             request.state.fault = fault
@@ -177,7 +183,7 @@ class SimulatedVendor:
         if fault.kind == "reset":
             return ResetResponse()
         if fault.kind == "token_expiry":
-            self.tokens.expire(bearer(request.headers.get("authorization")))
+            self.tokens.expire(self.access_token(request))
             return self.expired_token_response(request)
         return None
 
@@ -195,7 +201,7 @@ class SimulatedVendor:
 
     def require_bearer(self, request: Request) -> str:
         """The caller's live access token, or the vendor's 401 answer."""
-        token = bearer(request.headers.get("authorization"))
+        token = self.access_token(request)
         if token is None or self.tokens.check(token) is None:
             raise Reply(self.expired_token_response(request))
         return token
