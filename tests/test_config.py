@@ -32,6 +32,10 @@ INVALID_CONFIGS: list[tuple[str, list[str]]] = [
     ("warehouse:\n  password: hunter2\n", ["warehouse.password = (hidden)", "inline secret value is not allowed"]),
     ("warehouse:\n  password: {secret: 'bad name'}\n", ["warehouse.password.secret", "letters, digits"]),
     ("warehouse: [1, 2]\n", ["warehouse"]),
+    ("sources:\n  slak: {}\n", ["sources.slak: unknown name", "did you mean 'slack'"]),
+    ("sources:\n  slack:\n    base_url: slack.com/api\n", ["sources.slack.base_url", "http://"]),
+    ("sources:\n  slack:\n    credentials:\n      bot_token: xoxb-inline\n",
+     ["sources.slack.credentials.bot_token", "inline secret value is not allowed"]),
     ("- just\n- a list\n", ["must be a mapping"]),
     ("warehouse:\n  url: 'unclosed\n", ["not valid YAML", "line"]),
 ]

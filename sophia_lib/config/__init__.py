@@ -20,6 +20,8 @@ from sophia_lib.config.typing import (
     SandboxConfig,
     SecretRef,
     SophiaConfig,
+    SourceConfig,
+    SyncConfig,
     WarehouseConfig,
 )
 from sophia_lib.errors import ConfigError
@@ -29,6 +31,8 @@ __all__ = [
     "SandboxConfig",
     "SecretRef",
     "SophiaConfig",
+    "SourceConfig",
+    "SyncConfig",
     "WarehouseConfig",
     "config_path",
     "load_config",
@@ -125,6 +129,15 @@ def _explain(exc: ValidationError, file: Path | None) -> str:
             lines.append(f"- {key}: unknown key{hint or '.'} Valid keys here: {', '.join(valid)}.")
             lines.append("  fix: rename or remove it (typos are errors so no setting is silently ignored)")
             continue
+        if loc and loc[-1] == "[key]":
+            valid = [str(v) for v in (err.get("ctx") or {}).get("expected", "").replace("'", "").replace(
+                " or ", ", ").split(", ") if v]
+            name = str(loc[-2])
+            guess = difflib.get_close_matches(name, valid, n=1)
+            hint = f" — did you mean '{guess[0]}'?" if guess else "."
+            lines.append(f"- {'.'.join(str(p) for p in loc[:-1])}: unknown name{hint} Valid: {', '.join(valid)}.")
+            lines.append("  fix: rename or remove it")
+            continue
         value = err.get("input")
         sensitive = any(word in key for word in ("password", "secret", "token"))
         if err["type"] == "missing":
@@ -161,6 +174,8 @@ def redacted(config: SophiaConfig) -> dict[str, Any]:
             return str(value)
         if isinstance(value, dict):
             return {k: walk(v) for k, v in value.items()}
+        if hasattr(value, "isoformat"):
+            return value.isoformat()
         if isinstance(value, list | tuple):
             return [walk(v) for v in value]
         return value

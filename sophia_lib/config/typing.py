@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from contextvars import ContextVar
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -129,6 +130,43 @@ CONFIG_BASE: ContextVar[Path | None] = ContextVar("CONFIG_BASE", default=None)
 """Folder that relative paths are resolved against (the config file's folder) while loading."""
 
 
+TSourceName = Literal[
+    "salesforce", "hubspot", "netsuite", "gong", "intercom", "slack", "asana", "linear", "notion", "looker",
+    "factors",
+]
+
+
+class SourceConfig(Section):
+    """One data source: where it is, which credentials (by reference) and options."""
+
+    enabled: bool = Field(default=True, description="Sync this source.")
+    base_url: str | None = Field(default=None, description="API base URL; default: the vendor's real URL.")
+    credentials: dict[str, SecretRef] = Field(
+        default_factory=dict,
+        description="Credential name (as the connector names it, e.g. refresh_token) → {secret: NAME}.",
+    )
+    options: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="Non-secret vendor options (e.g. account_id, client_id)."
+    )
+    start_date: date = Field(default=date(2024, 1, 1), description="Oldest data the first sync pulls.")
+    streams: list[str] | None = Field(default=None, description="Only these streams; default: all.")
+
+    @field_validator("base_url")
+    @classmethod
+    def _http(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must start with http:// or https://; got {value!r}")
+        return value
+
+
+class SyncConfig(Section):
+    """How syncs run."""
+
+    parallelism: int = Field(default=4, ge=1, le=16, description="Sources synced at the same time.")
+    max_retry_s: float = Field(default=300, gt=0, description="Give up on a source after retrying this long.")
+    request_timeout_s: float = Field(default=60, gt=0, description="Read timeout of one HTTP request.")
+
+
 class SophiaConfig(BaseSettings):
     """Top level of sophia.yaml. Every key can be overridden by an environment variable:
     ``SOPHIA_<SECTION>__<KEY>`` (e.g. ``SOPHIA_WAREHOUSE__URL``); environment wins over the file."""
@@ -141,6 +179,10 @@ class SophiaConfig(BaseSettings):
     warehouse: WarehouseConfig = Field(default_factory=WarehouseConfig)
     app_db: AppDbConfig = Field(default_factory=AppDbConfig)
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    sources: dict[TSourceName, SourceConfig] = Field(
+        default_factory=dict, description="Data sources by name; see docs/connectors.md."
+    )
+    sync: SyncConfig = Field(default_factory=SyncConfig)
 
     @model_validator(mode="after")
     def _embedded_defaults(self) -> SophiaConfig:

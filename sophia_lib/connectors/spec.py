@@ -1,0 +1,295 @@
+"""What a connector declares, and the context a sync hands it.
+
+A connector module declares a :class:`Connector`: its streams (table name, primary key, cursor,
+required fields, declared column types), the credentials it needs, its options and the real vendor's
+base URL, and a ``source(ctx)`` function returning a dlt source. Everything behavioural (HTTP,
+auth, throttling, staging quality) is shared: ``_http``, ``_auth`` and :func:`emit` below.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any, Literal
+
+import dlt
+import pandas as pd
+import pyarrow as pa
+
+from sophia_lib.connectors._http import Auth, Pacer, RetrySettings, ThrottlePolicy, VendorSession
+
+TColumnType = Literal["text", "bigint", "double", "bool", "timestamp", "date", "json"]
+QUARANTINE_TABLE = "_sophia_quarantine"
+DELETED_COLUMN = "_sophia_deleted"
+"""Rows with this column true are removed from the raw table on merge (dlt ``hard_delete`` hint)."""
+
+_ARROW: dict[str, pa.DataType] = {
+    "text": pa.string(), "bigint": pa.int64(), "double": pa.float64(), "bool": pa.bool_(),
+    "timestamp": pa.timestamp("us", tz="UTC"), "date": pa.date32(), "json": pa.string(),
+}
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One raw table: ``raw_<vendor>.<name>``."""
+
+    name: str
+    primary_key: tuple[str, ...]
+    cursor: str | None = None
+    required: tuple[str, ...] = ()
+    columns: Mapping[str, TColumnType] = field(default_factory=dict)
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.cursor and self.cursor not in self.required:
+            object.__setattr__(self, "required", (*self.required, self.cursor))
+
+    def hints(self) -> dict[str, Any]:
+        """dlt resource hints: merge on the primary key; deletes via the hard-delete column."""
+        columns: dict[str, Any] = {name: {"data_type": _dlt_type(kind)} for name, kind in self.columns.items()}
+        columns[DELETED_COLUMN] = {"data_type": "bool", "hard_delete": True}
+        return {"name": self.name, "table_name": self.name, "primary_key": list(self.primary_key),
+                "write_disposition": "merge", "columns": columns}
+
+
+def _dlt_type(kind: TColumnType) -> str:
+    return {"text": "text", "bigint": "bigint", "double": "double", "bool": "bool", "timestamp": "timestamp",
+            "date": "date", "json": "text"}[kind]
+
+
+@dataclass
+class SourceContext:
+    """Everything a connector's ``source()`` gets from the sync: where, who, since when."""
+
+    name: str
+    base_url: str
+    options: dict[str, Any]
+    secret: Callable[[str], str]
+    save_secret: Callable[[str, str], None]
+    full_refresh: bool = False
+    start_date: datetime = datetime(2024, 1, 1, tzinfo=UTC)
+    retry: RetrySettings = field(default_factory=RetrySettings)
+    on_page: Callable[[str, int], None] | None = None
+    on_retry: Callable[[str, Any], None] | None = None
+    sessions: list[VendorSession] = field(default_factory=list)
+
+    def session(self, auth: Auth | None = None, policy: ThrottlePolicy | None = None,
+                rate_per_s: float | None = None) -> VendorSession:
+        """The HTTP session for this source (throttle-aware, paced, bounded); counted for run records."""
+        session = VendorSession(self.name, auth=auth, policy=policy,
+                                pacer=Pacer(rate_per_s) if rate_per_s else None, retry=self.retry,
+                                on_retry=self.on_retry)
+        self.sessions.append(session)
+        return session
+
+    quarantine: list[dict[str, Any]] = field(default_factory=list)
+
+    def url(self, path: str) -> str:
+        return self.base_url.rstrip("/") + "/" + path.lstrip("/")
+
+    def emit(self, stream: Stream, records: list[dict[str, Any]],
+             deleted: Callable[[dict[str, Any]], bool] | None = None) -> Iterator[pa.Table]:
+        """:func:`emit` into this sync's quarantine, reporting progress per page."""
+        if self.on_page is not None:
+            self.on_page(stream.name, len(records))
+        yield from emit(stream, records, self.quarantine, deleted)
+
+
+@dataclass(frozen=True)
+class Connector:
+    """A vendor's declaration. ``source(ctx)`` returns the dlt source of all its streams."""
+
+    name: str
+    title: str
+    default_base_url: str
+    credentials: tuple[str, ...]
+    streams: tuple[Stream, ...]
+    source: Callable[[SourceContext], Any]
+    options: Mapping[str, Any] = field(default_factory=dict)
+    docs: str = ""
+
+    def stream(self, name: str) -> Stream:
+        for stream in self.streams:
+            if stream.name == name:
+                return stream
+        raise KeyError(f"{self.name} has no stream {name!r}; streams: {', '.join(s.name for s in self.streams)}")
+
+
+def incremental(stream: Stream, initial_value: Any, lag: float | None = None) -> Any:
+    """The dlt cursor for a stream. ``lag`` (seconds for datetimes) re-reads an overlap window each run,
+    for vendors whose indexes lag their writes; the merge on the primary key removes the duplicates.
+    Quarantine rows carry no cursor, so rows without one pass through (valid rows always have one:
+    the cursor is a required field)."""
+    if stream.cursor is None:
+        raise ValueError(f"stream {stream.name} declares no cursor")
+    return dlt.sources.incremental(stream.cursor, initial_value=initial_value, lag=lag,
+                                   on_cursor_value_missing="include")
+
+
+# --- staging quality -----------------------------------------------------------------------------------
+
+
+def emit(stream: Stream, records: list[dict[str, Any]], quarantine: list[dict[str, Any]],
+         deleted: Callable[[dict[str, Any]], bool] | None = None) -> Iterator[pa.Table]:
+    """Validate one page of records and yield it as an Arrow table.
+
+    Checks: primary key present, required fields present, declared types coercible. A row that fails
+    is appended to ``quarantine`` with the reason — never silently dropped; the sync writes those rows
+    to ``raw_<vendor>._sophia_quarantine``. Repeats of a key within the page (overlapping pages) keep
+    the last copy. Nested values become JSON text. ``deleted(record)`` marks tombstones, which the
+    merge removes from the raw table.
+    """
+    good: list[dict[str, Any]] = []
+    bad: list[dict[str, Any]] = []
+    seen: dict[tuple, int] = {}
+    for record in records:
+        reason = _problem(stream, record)
+        if reason:
+            bad.append(_quarantine_row(stream, record, reason))
+            continue
+        row = dict(record)
+        row[DELETED_COLUMN] = bool(deleted(record)) if deleted else False
+        key = tuple(row[k] for k in stream.primary_key)
+        if key in seen:
+            good[seen[key]] = row
+        else:
+            seen[key] = len(good)
+            good.append(row)
+    if good:
+        table, failures = _to_arrow(stream, good)
+        bad.extend(failures)
+        if table is not None and table.num_rows:
+            yield table
+    quarantine.extend(bad)
+
+
+def _problem(stream: Stream, record: dict[str, Any]) -> str | None:
+    if not isinstance(record, dict):
+        return f"record is a {type(record).__name__}, not an object"
+    missing = [k for k in stream.primary_key if _empty(record.get(k))]
+    if missing:
+        return f"primary key {missing} missing"
+    absent = [k for k in stream.required if _empty(record.get(k))]
+    if absent:
+        return f"required field(s) {absent} missing"
+    return None
+
+
+def _empty(value: Any) -> bool:
+    return value is None or value == "" or (isinstance(value, float) and math.isnan(value))
+
+
+def _quarantine_row(stream: Stream, record: Any, reason: str) -> dict[str, Any]:
+    key = None
+    if isinstance(record, dict):
+        key = json.dumps([record.get(k) for k in stream.primary_key], default=str)
+    return {"stream": stream.name, "record_key": key, "reason": reason,
+            "record": json.dumps(record, default=str, sort_keys=True),
+            "quarantined_at": datetime.now(UTC)}
+
+
+def _to_arrow(stream: Stream, rows: list[dict[str, Any]]) -> tuple[pa.Table | None, list[dict[str, Any]]]:
+    """Column-wise conversion; a row whose declared column cannot be coerced is quarantined."""
+    names: dict[str, None] = {}
+    for row in rows:
+        names.update(dict.fromkeys(row))
+    failed: dict[int, str] = {}
+    columns: dict[str, list[Any]] = {}
+    for name in names:
+        values = [row.get(name) for row in rows]
+        kind = stream.columns.get(name)
+        if kind is not None:
+            converted = []
+            for i, value in enumerate(values):
+                try:
+                    converted.append(coerce(value, kind))
+                except (TypeError, ValueError) as exc:
+                    failed.setdefault(i, f"{name}: expected {kind}, got {value!r} ({exc})")
+                    converted.append(None)
+            columns[name] = converted
+        else:
+            columns[name] = [json.dumps(v, default=str) if isinstance(v, dict | list) else v for v in values]
+    keep = [i for i in range(len(rows)) if i not in failed]
+    quarantined = [_quarantine_row(stream, {k: v for k, v in rows[i].items() if k != DELETED_COLUMN}, reason)
+                   for i, reason in failed.items()]
+    arrays, fields = [], []
+    for name, values in columns.items():
+        kept = [values[i] for i in keep] if failed else values
+        kind = stream.columns.get(name)
+        if name == DELETED_COLUMN:
+            arrays.append(pa.array(kept, pa.bool_()))
+        elif kind is not None:
+            arrays.append(pa.array(kept, _ARROW[kind]))
+        else:
+            arrays.append(_infer(kept))
+        fields.append(name)
+    if not keep:
+        return None, quarantined
+    return pa.Table.from_arrays(arrays, names=fields), quarantined
+
+
+def _infer(values: list[Any]) -> pa.Array:
+    try:
+        array = pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        return pa.array([None if v is None else str(v) for v in values], pa.string())
+    if pa.types.is_null(array.type):
+        return pa.array(values, pa.string())
+    return array
+
+
+def coerce(value: Any, kind: TColumnType) -> Any:
+    """One value to a declared type; raises ValueError/TypeError when it cannot be."""
+    if _empty(value):
+        return None
+    if kind == "text":
+        if isinstance(value, dict | list):
+            raise TypeError("nested value where text was declared")
+        return str(value)
+    if kind == "bigint":
+        if isinstance(value, bool):
+            raise TypeError("boolean where a number was declared")
+        number = float(value) if isinstance(value, str) else value
+        if not float(number).is_integer():
+            raise ValueError("not an integer")
+        return int(number)
+    if kind == "double":
+        if isinstance(value, bool | dict | list):
+            raise TypeError("not a number")
+        return float(value)
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "t", "f", "1", "0"):
+            return value.lower() in ("true", "t", "1")
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        raise ValueError("not a boolean")
+    if kind == "timestamp":
+        return _timestamp(value)
+    if kind == "date":
+        if isinstance(value, date) and not isinstance(value, datetime):
+            return value
+        return _timestamp(value).date()
+    if kind == "json":
+        return value if isinstance(value, str) else json.dumps(value, default=str)
+    raise ValueError(f"unknown column type {kind!r}")
+
+
+def _timestamp(value: Any) -> datetime:
+    if isinstance(value, bool | dict | list):
+        raise TypeError("not a timestamp")
+    if isinstance(value, int | float) or (isinstance(value, str) and value.strip().lstrip("-").isdigit()):
+        number = float(value)
+        if number > 1e11:
+            number /= 1000.0
+        return datetime.fromtimestamp(number, tz=UTC)
+    stamp = pd.Timestamp(value)
+    if pd.isna(stamp):
+        raise ValueError("not a timestamp")
+    if stamp.tzinfo is None:
+        stamp = stamp.tz_localize("UTC")
+    return stamp.tz_convert("UTC").to_pydatetime()
