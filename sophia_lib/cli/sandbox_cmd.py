@@ -118,8 +118,10 @@ def serve() -> None:
     for line in services.describe():
         typer.echo(line)
     typer.echo("Press Ctrl-C to stop.")
+    stop = threading.Event()
     try:
-        threading.Event().wait()
+        while not stop.wait(0.5):  # a timed wait keeps Ctrl-C (SIGINT) responsive
+            pass
     except KeyboardInterrupt:
         typer.echo("stopping …")
     finally:

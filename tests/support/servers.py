@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -18,6 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
+from sophia_lib.sandbox.background import free_port
 
 PG_BIN_DIRS = [Path(p) for p in ("/usr/lib/postgresql/17/bin", "/usr/lib/postgresql/16/bin",
                                  "/usr/lib/postgresql/15/bin")]
@@ -32,12 +33,6 @@ def require_binary(name: str, why: str) -> str:
     if os.environ.get("SOPHIA_REQUIRE_SERVERS") == "1":
         pytest.fail(f"SOPHIA_REQUIRE_SERVERS=1 but {message}")
     pytest.skip(message)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _demote() -> dict:
