@@ -113,7 +113,7 @@ def _configured_url(config: SophiaConfig) -> URL:
 
     url = make_url(config.app_db.url or f"sqlite:///{config.var_dir / 'app.db'}")
     if config.app_db.password is not None:
-        url = url.set(password=resolve(config.app_db.password))
+        url = url.set(password=resolve(config.app_db.password, config))
     return url
 
 

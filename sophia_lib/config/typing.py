@@ -167,6 +167,16 @@ class SyncConfig(Section):
     request_timeout_s: float = Field(default=60, gt=0, description="Read timeout of one HTTP request.")
 
 
+class SecretsConfig(Section):
+    """Where credentials live (values never sit in sophia.yaml)."""
+
+    backend: str = Field(default="file", description="file (encrypted var_dir/secrets.enc), env (read-only "
+                         "SOPHIA_SECRET_<NAME>), vault, or a backend registered by entry point.")
+    vault_url: str | None = Field(default=None, description="Vault address; default: VAULT_ADDR. Token: VAULT_TOKEN.")
+    vault_mount: str = Field(default="secret", description="Mount path of the KV v2 engine.")
+    vault_prefix: str = Field(default="sophia", description="Path prefix under the mount.")
+
+
 class SophiaConfig(BaseSettings):
     """Top level of sophia.yaml. Every key can be overridden by an environment variable:
     ``SOPHIA_<SECTION>__<KEY>`` (e.g. ``SOPHIA_WAREHOUSE__URL``); environment wins over the file."""
@@ -183,6 +193,7 @@ class SophiaConfig(BaseSettings):
         default_factory=dict, description="Data sources by name; see docs/connectors.md."
     )
     sync: SyncConfig = Field(default_factory=SyncConfig)
+    secrets: SecretsConfig = Field(default_factory=SecretsConfig)
 
     @model_validator(mode="after")
     def _embedded_defaults(self) -> SophiaConfig:

@@ -58,5 +58,5 @@ def open_warehouse(config: SophiaConfig) -> Warehouse:
 
     settings = config.warehouse
     url = settings.url or f"duckdb:///{config.var_dir / 'warehouse'}"  # SophiaConfig fills this in
-    password = resolve(settings.password) if settings.password is not None else None
+    password = resolve(settings.password, config) if settings.password is not None else None
     return connect(url, keep_snapshots=settings.keep_snapshots, password=password)
