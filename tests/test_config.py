@@ -120,3 +120,9 @@ def test_cli_config_check_ok_and_errors(tmp_path: Path, monkeypatch: pytest.Monk
     assert bad.returncode == 2
     assert "warehouse.keep_snapshot: unknown key" in bad.stderr and "did you mean 'keep_snapshots'" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_sandbox_feeds_sources_only_in_the_demo_by_default(tmp_path: Path) -> None:
+    assert load_config().sandbox.feeds_sources is True  # no sophia.yaml: the demo
+    assert load_config(_write(tmp_path, "")).sandbox.feeds_sources is False  # a real config: real vendors
+    assert load_config(_write(tmp_path, "sandbox:\n  feeds_sources: true\n")).sandbox.feeds_sources is True

@@ -124,6 +124,11 @@ class SandboxConfig(Section):
     host: str = Field(default="127.0.0.1", description="Interface the simulator listens on.")
     port: int = Field(default=8700, ge=1, le=65535, description="Port of the vendor API simulator.")
     idp_port: int = Field(default=8701, ge=1, le=65535, description="Port of the local OIDC identity provider.")
+    feeds_sources: bool | None = Field(
+        default=None,
+        description="Sync every source not configured under `sources:` from this sandbox, with its demo credentials. "
+        "Default: true with the built-in defaults (no sophia.yaml, i.e. the demo), false when a sophia.yaml is used.",
+    )
 
 
 CONFIG_BASE: ContextVar[Path | None] = ContextVar("CONFIG_BASE", default=None)
@@ -199,6 +204,8 @@ class SophiaConfig(BaseSettings):
     def _embedded_defaults(self) -> SophiaConfig:
         if not self.var_dir.is_absolute():
             self.var_dir = (CONFIG_BASE.get() or Path.cwd()) / self.var_dir
+        if self.sandbox.feeds_sources is None:
+            self.sandbox.feeds_sources = CONFIG_BASE.get() is None
         if self.warehouse.url is None:
             self.warehouse.url = f"duckdb:///{self.var_dir / 'warehouse'}"
         if self.app_db.url is None:
