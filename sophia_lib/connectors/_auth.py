@@ -77,9 +77,12 @@ class TokenAuth(Auth):
             self.token_response = answer
             return True
 
-    def _post(self, url: str, data: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> dict[str, Any]:
+    def _post(self, url: str, data: Mapping[str, Any], headers: Mapping[str, str] | None = None,
+              as_json: bool = False) -> dict[str, Any]:
+        """POST to a token endpoint: form-encoded (OAuth's default) or a JSON body (Notion)."""
+        body = {"json": dict(data)} if as_json else {"data": data}
         try:
-            response = requests.post(url, data=data, headers=dict(headers or {}), timeout=self.timeout)
+            response = requests.post(url, headers=dict(headers or {}), timeout=self.timeout, **body)
         except requests.RequestException as exc:
             raise SourceUnavailableError(self.vendor, f"token endpoint unreachable: {exc}", attempts=1,
                                          elapsed_s=0) from None
@@ -98,12 +101,14 @@ class OAuth2RefreshAuth(TokenAuth):
 
     ``client_auth`` is ``"post"`` (id and secret in the form) or ``"basic"`` (HTTP Basic).
     ``on_rotate(new_refresh_token)`` is called whenever the vendor hands out a new refresh token.
+    ``json_body`` sends the grant as JSON instead of a form (Notion).
     """
 
     def __init__(self, vendor: str, token_url: str, client_id: str, client_secret: str, refresh_token: str, *,
                  client_auth: str = "post", on_rotate: Callable[[str], None] | None = None,
-                 extra: Mapping[str, str] | None = None, **kwargs: Any) -> None:
+                 extra: Mapping[str, str] | None = None, json_body: bool = False, **kwargs: Any) -> None:
         super().__init__(vendor, **kwargs)
+        self.json_body = json_body
         self.token_url = token_url
         self.client_id = client_id
         self.client_secret = client_secret
@@ -120,7 +125,7 @@ class OAuth2RefreshAuth(TokenAuth):
             headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
         else:
             data |= {"client_id": self.client_id, "client_secret": self.client_secret}
-        answer = self._post(self.token_url, data, headers)
+        answer = self._post(self.token_url, data, headers, as_json=self.json_body)
         rotated = answer.get("refresh_token")
         if rotated and rotated != self.refresh_token:
             self.refresh_token = str(rotated)

@@ -162,6 +162,10 @@ class VendorSession(requests.Session):
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # noqa: C901
         kwargs.setdefault("timeout", self.retry.timeout)
+        # Response hooks (dlt's RESTClient adds a raise-for-status one) run only on the final good
+        # answer: retrying must see 429s and 5xx before anything raises.
+        hooks = request.hooks.get("response", [])
+        request.hooks["response"] = []
         started = time.monotonic()
         attempt = 0
         refreshed = False
@@ -181,6 +185,8 @@ class VendorSession(requests.Session):
             except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
                 verdict = Verdict(Signal.TRANSIENT, f"{type(exc).__name__}: {_short(exc)}")
             if verdict.signal is Signal.OK:
+                for hook in hooks:
+                    response = hook(response, **kwargs) or response
                 return response
             last = verdict
             if verdict.signal is Signal.FATAL:

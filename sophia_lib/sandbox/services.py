@@ -82,7 +82,7 @@ def store_demo_credentials(config: SophiaConfig, sandbox: Sandbox) -> int:
     present = set(store.names())
     count = 0
     for vendor_name, vendor in sandbox.vendors.items():
-        for key, value in vendor.credentials().items():
+        for key, value in {**vendor.credentials(), **vendor.demo_options()}.items():
             name = demo_secret_name(vendor_name, key)
             if name not in present or store.get(name) != str(value):
                 store.set(name, str(value))

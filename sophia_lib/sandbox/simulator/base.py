@@ -122,6 +122,11 @@ class SimulatedVendor:
         """Demo credentials to print for `sophia sandbox serve` (names as the vendor calls them)."""
         return {}
 
+    def demo_options(self) -> dict[str, str]:
+        """Non-secret settings a connector needs for this sandbox besides its credentials (the demo
+        stores them next to the credentials)."""
+        return {}
+
     def throttle_response(self, request: Request, fault: Fault) -> Response:
         """The vendor's own rate-limit answer."""
         return JSONResponse({"error": "rate limited"}, status_code=429, headers={"Retry-After": "1"})

@@ -85,6 +85,10 @@ class Factors(SimulatedVendor):
     def credentials(self) -> dict[str, str]:
         return {"private_token": self.PRIVATE_TOKEN}
 
+    def demo_options(self) -> dict[str, str]:
+        """The account domains to track (a Factors project is configured with its target accounts)."""
+        return {"domains": ",".join(sorted({j.domain for j in self.journeys.values()}))}
+
     def routes(self) -> list[tuple[str, Any, list[str]]]:
         return [("/open/v1/account/{account_domain}/journey", self.journey, ["GET"]),
                 ("/{path:path}", self.not_found, ["GET", "POST", "PUT", "PATCH", "DELETE"])]
