@@ -138,7 +138,9 @@ def emit(stream: Stream, records: list[dict[str, Any]], quarantine: list[dict[st
 
     Checks: primary key present, required fields present, declared types coercible. A row that fails
     is appended to ``quarantine`` with the reason — never silently dropped; the sync writes those rows
-    to ``raw_<vendor>._sophia_quarantine``. Repeats of a key within the page (overlapping pages) keep
+    to ``raw_<vendor>._sophia_quarantine``. The cursor still moves past a quarantined row: it is read
+    again when the vendor next changes the record, or by a ``--full-refresh`` sync after the cause is
+    fixed (the quarantine table keeps the record meanwhile). Repeats of a key within the page (overlapping pages) keep
     the last copy. Nested values become JSON text. ``deleted(record)`` marks tombstones, which the
     merge removes from the raw table.
     """
@@ -146,12 +148,13 @@ def emit(stream: Stream, records: list[dict[str, Any]], quarantine: list[dict[st
     bad: list[dict[str, Any]] = []
     seen: dict[tuple, int] = {}
     for record in records:
-        reason = _problem(stream, record)
+        gone = isinstance(record, dict) and deleted is not None and bool(deleted(record))
+        reason = _problem(stream, record, tombstone=gone)
         if reason:
             bad.append(_quarantine_row(stream, record, reason))
             continue
         row = dict(record)
-        row[DELETED_COLUMN] = bool(deleted(record)) if deleted else False
+        row[DELETED_COLUMN] = gone
         key = tuple(row[k] for k in stream.primary_key)
         if key in seen:
             good[seen[key]] = row
@@ -166,12 +169,15 @@ def emit(stream: Stream, records: list[dict[str, Any]], quarantine: list[dict[st
     quarantine.extend(bad)
 
 
-def _problem(stream: Stream, record: dict[str, Any]) -> str | None:
+def _problem(stream: Stream, record: dict[str, Any], tombstone: bool = False) -> str | None:
+    """Why a record cannot be loaded, or None. A tombstone needs only its key (vendors send little else)."""
     if not isinstance(record, dict):
         return f"record is a {type(record).__name__}, not an object"
     missing = [k for k in stream.primary_key if _empty(record.get(k))]
     if missing:
         return f"primary key {missing} missing"
+    if tombstone:
+        return None
     absent = [k for k in stream.required if _empty(record.get(k))]
     if absent:
         return f"required field(s) {absent} missing"
