@@ -31,3 +31,10 @@ def test_every_config_key_is_in_docs_configuration() -> None:
 def test_readme_shows_the_two_commands() -> None:
     readme = (ROOT / "README.md").read_text()
     assert "make demo" in readme and "make test" in readme
+
+
+def test_docs_connectors_is_generated_from_the_declarations() -> None:
+    from sophia_lib.connectors.catalog import render_markdown
+
+    assert (ROOT / "docs" / "connectors.md").read_text() == render_markdown(), (
+        "docs/connectors.md is stale: run `python -m sophia_lib.connectors.catalog > docs/connectors.md`")

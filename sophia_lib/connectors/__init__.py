@@ -26,7 +26,7 @@ def register(spec: Connector) -> Connector:
 def connectors() -> dict[str, Connector]:
     """Every connector, by name."""
     for module in pkgutil.iter_modules(__path__):
-        if not module.name.startswith("_") and module.name not in ("spec", "errors"):
+        if not module.name.startswith("_") and module.name not in ("spec", "errors", "catalog"):
             importlib.import_module(f"{__name__}.{module.name}")
     return dict(sorted(_REGISTRY.items()))
 
