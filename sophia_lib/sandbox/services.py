@@ -69,21 +69,16 @@ class SandboxServices:
         return lines
 
 
-def demo_secret_name(vendor: str, key: str) -> str:
-    """Credential-store name of a sandbox demo credential (read by the sync when sandbox.feeds_sources)."""
-    return f"SANDBOX_{vendor}_{key}".upper()
-
-
 def store_demo_credentials(config: SophiaConfig, sandbox: Sandbox) -> int:
     """Put every vendor's demo credentials into the credential store, as `sophia sandbox serve` prints them."""
-    from sophia_lib.secrets import open_store
+    from sophia_lib.secrets import open_store, sandbox_secret_name
 
     store = open_store(config)
     present = set(store.names())
     count = 0
     for vendor_name, vendor in sandbox.vendors.items():
         for key, value in {**vendor.credentials(), **vendor.demo_options()}.items():
-            name = demo_secret_name(vendor_name, key)
+            name = sandbox_secret_name(vendor_name, key)
             if name not in present or store.get(name) != str(value):
                 store.set(name, str(value))
             count += 1

@@ -197,3 +197,9 @@ def resolve(ref: SecretRef, config: SophiaConfig | None = None) -> str:
     Never log or print the value.
     """
     return open_store(config).get(ref.secret)
+
+
+def sandbox_secret_name(vendor: str, key: str) -> str:
+    """Credential-store name of a sandbox demo credential or option (``SANDBOX_<VENDOR>_<KEY>``): written by
+    the sandbox when it starts, read by the sync when ``sandbox.feeds_sources`` is on."""
+    return f"SANDBOX_{vendor}_{key}".upper()
