@@ -1,55 +1,88 @@
 """`sophia demo`: the whole platform on its embedded defaults, started in the right order.
 
-Today: the synthetic company (cached), the vendor simulator and the identity provider, the raw
-store seeded with the simulator's records, and the first published warehouse snapshot. Later
-surfaces (connectors, hub, dashboards, scheduler) join here as they land.
+1. the sandbox (vendor simulator + identity provider) as its own process, as the real vendors would be;
+2. a sync of every source through the real connectors into the raw store (incremental after the first);
+3. a published warehouse snapshot;
+then it prints what to open and runs until Ctrl-C, which stops everything it started. Later surfaces
+(hub, dashboards, scheduler) join here as they land.
 """
 
 from __future__ import annotations
 
-import json
-import re
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
 
-import pandas as pd
+import httpx
 
 from sophia_lib.config import SophiaConfig
+from sophia_lib.errors import SophiaError
 
 Echo = Callable[[str], None]
+READY = "Press Ctrl-C"
 
 
-def _identifier(name: str) -> str:
-    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
-    return re.sub(r"[^a-z0-9_]+", "_", snake).strip("_")[:60] or "records"
+class DemoError(SophiaError):
+    """A part of the demo did not start."""
+
+    reason = "demo"
 
 
-def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """Vendor records as a flat frame: nested objects become ``parent__child`` columns,
-    lists are kept as JSON text (as a dlt-loaded raw table would carry them)."""
-    frame = pd.json_normalize(records, sep="__")
-    for column in frame.columns:
-        if frame[column].dtype == object and frame[column].map(lambda v: isinstance(v, list | dict)).any():
-            frame[column] = frame[column].map(lambda v: json.dumps(v) if isinstance(v, list | dict) else v)
-    frame.columns = [_identifier(str(c)) for c in frame.columns]
-    return frame.loc[:, ~frame.columns.duplicated()]
+@dataclass
+class ChildProcess:
+    """A Sophia subprocess whose output goes to a log file under ``var/logs``."""
+
+    name: str
+    process: subprocess.Popen
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        if self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
 
 
-def seed_raw_store(sandbox: Any, warehouse: Any, echo: Echo = print) -> dict[str, int]:
-    """Copy what each simulated vendor serves into ``raw_<vendor>`` (until the connectors land)."""
-    counts: dict[str, int] = {}
-    with warehouse.raw_writer(timeout=60) as writer:
-        for vendor_name, vendor in sandbox.vendors.items():
-            for object_name, table in vendor.tables.items():
-                records = table.select()
-                if records:
-                    name = _identifier(object_name)
-                    counts[f"raw_{vendor_name}.{name}"] = writer.write_table(
-                        f"raw_{vendor_name}", name, records_frame(records))
-    echo(f"warehouse: raw store seeded with {sum(counts.values()):,} records in {len(counts)} tables")
-    return counts
+def start_child(config: SophiaConfig, name: str, *args: str) -> ChildProcess:
+    """Run ``sophia ARGS`` with the same configuration, logging to ``var/logs/<name>.log``."""
+    logs = config.var_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log = logs / f"{name}.log"
+    with log.open("w") as out:
+        process = subprocess.Popen([sys.executable, "-m", "sophia_lib", *args], stdout=out,
+                                   stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    return ChildProcess(name, process, log)
+
+
+def wait_until_ready(child: ChildProcess, url: str, timeout_s: float) -> None:
+    """Wait for the child's ready line and its health URL; a child that dies shows its log."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if child.process.poll() is not None:
+            raise DemoError(f"the {child.name} exited with code {child.process.returncode}:\n{child.output()[-3000:]}",
+                            fix=f"see {child.log}; a port in use? set SOPHIA_SANDBOX__PORT / SOPHIA_SANDBOX__IDP_PORT")
+        if READY in child.output():
+            try:
+                if httpx.get(url, timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+        if time.monotonic() > deadline:
+            raise DemoError(f"the {child.name} did not become ready in {timeout_s:.0f}s.", fix=f"see {child.log}")
+        time.sleep(0.25)
 
 
 @dataclass
@@ -57,37 +90,57 @@ class DemoPlatform:
     """What the demo started, so it can print it and stop it."""
 
     lines: list[str] = field(default_factory=list)
-    stoppers: list[Callable[[], None]] = field(default_factory=list)
+    children: list[ChildProcess] = field(default_factory=list)
 
     def stop(self) -> None:
-        for stop in reversed(self.stoppers):
-            stop()
-        self.stoppers.clear()
+        for child in reversed(self.children):
+            child.stop()
+        self.children.clear()
 
 
-def start_demo(config: SophiaConfig, echo: Echo = print) -> DemoPlatform:
+def _sandbox_lines(output: str) -> list[str]:
+    text = output.split(READY, 1)[0].splitlines()
+    start = next((i for i, line in enumerate(text) if line.startswith("vendor simulator")), 0)
+    return text[start:]
+
+
+def start_demo(config: SophiaConfig, echo: Echo = print, progress: bool = True) -> DemoPlatform:
     """Start every part that exists; return a handle that stops them."""
-    from sophia_lib.sandbox.services import prepare_company, start_sandbox_services
+    from sophia_lib.sync import run_sync
     from sophia_lib.warehouse import open_warehouse
 
     platform = DemoPlatform()
     try:
-        services = start_sandbox_services(config, prepare_company(config, echo))
-        platform.stoppers.append(services.stop)
+        echo(f"sandbox: starting the vendor simulator and identity provider ({config.sandbox.size} company) …")
+        sandbox = start_child(config, "sandbox", "sandbox", "serve")
+        platform.children.append(sandbox)
+        base = f"http://{config.sandbox.host}:{config.sandbox.port}"
+        wait_until_ready(sandbox, f"{base}/_control/health", timeout_s=600)
+
+        echo("sync: syncing every source through its connector …")
+        started = time.perf_counter()
+        results = run_sync(config, progress=progress)
+        took = time.perf_counter() - started
+        failed = [r for r in results if r.status == "failed"]
+        for result in results:
+            records = result.total("records")
+            echo(f"  {result.source:<11} {result.status:<9} {records:>9,} records"
+                 + (f"  {result.error}" if result.error else ""))
+        echo(f"sync: {len(results) - len(failed)} of {len(results)} sources synced in {took:.0f}s")
+
         warehouse = open_warehouse(config)
-        current = warehouse.current()
-        if current is None:
-            seed_raw_store(services.sandbox, warehouse, echo)
-            current = warehouse.publish()
-            echo(f"warehouse: published snapshot {current.id}")
-        else:
-            echo(f"warehouse: serving snapshot {current.id} (as of {current.as_of:%Y-%m-%d %H:%M} UTC)")
+        try:
+            snapshot = warehouse.publish()
+        finally:
+            warehouse.close()
+        echo(f"warehouse: published snapshot {snapshot.id}")
         platform.lines = [
             "",
             "Sophia demo is running. Open:",
-            *services.describe(),
-            f"warehouse          {warehouse.location}   snapshot {current.id}",
-            "  inspect it with   .venv/bin/sophia warehouse status",
+            *_sandbox_lines(sandbox.output()),
+            f"warehouse          {config.warehouse.url}   snapshot {snapshot.id}",
+            "  inspect           .venv/bin/sophia warehouse status   ·   .venv/bin/sophia sources status",
+            f"logs               {config.var_dir / 'logs'}",
             "",
             "Press Ctrl-C to stop.",
         ]
@@ -105,7 +158,9 @@ def run_demo(config: SophiaConfig, echo: Echo = print, stop: threading.Event | N
     stop = stop or threading.Event()
     try:
         while not stop.wait(0.5):
-            pass
+            if any(child.process.poll() is not None for child in platform.children):
+                echo("a part of the demo exited; stopping (see the logs above)")
+                break
     except KeyboardInterrupt:
         echo("stopping …")
     finally:

@@ -234,7 +234,11 @@ def _to_arrow(stream: Stream, rows: list[dict[str, Any]]) -> tuple[pa.Table | No
         fields.append(name)
     if not keep:
         return None, quarantined
-    return pa.Table.from_arrays(arrays, names=fields), quarantined
+    # Key columns are never null (rows without a key were quarantined above); saying so keeps the Arrow
+    # schema in step with dlt's (which marks primary keys not nullable).
+    schema = pa.schema([pa.field(name, array.type, nullable=name not in stream.primary_key)
+                        for name, array in zip(fields, arrays, strict=True)])
+    return pa.Table.from_arrays(arrays, schema=schema), quarantined
 
 
 def _infer(values: list[Any]) -> pa.Array:

@@ -274,7 +274,8 @@ class Backend(Warehouse):
         try:
             tables = con.execute(
                 "SELECT schema_name, table_name FROM duckdb_tables() "
-                "WHERE database_name = 'raw_store' AND starts_with(schema_name, ?) ORDER BY 1, 2",
+                "WHERE database_name = 'raw_store' AND starts_with(schema_name, ?) "
+                "AND NOT ends_with(schema_name, '_staging') ORDER BY 1, 2",  # dlt's merge scratch space
                 [RAW_PREFIX],
             ).fetchall()
             for schema, table in tables:
@@ -452,7 +453,8 @@ class Backend(Warehouse):
     def _count_raw(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, int]]:
         rows = con.execute(
             "SELECT schema_name, table_name FROM duckdb_tables() "
-            "WHERE starts_with(schema_name, ?) AND database_name = current_database() ORDER BY 1, 2",
+            "WHERE starts_with(schema_name, ?) AND NOT ends_with(schema_name, '_staging') "
+            "AND database_name = current_database() ORDER BY 1, 2",
             [RAW_PREFIX],
         ).fetchall()
         out: dict[str, dict[str, int]] = {}

@@ -411,7 +411,8 @@ class Backend(Warehouse):
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             tables = conn.execute(
                 "SELECT table_schema, table_name FROM information_schema.tables "
-                "WHERE starts_with(table_schema, %s) AND table_type = 'BASE TABLE' ORDER BY 1, 2",
+                "WHERE starts_with(table_schema, %s) AND NOT table_schema LIKE '%%\\_staging' "
+                "AND table_type = 'BASE TABLE' ORDER BY 1, 2",
                 [RAW_PREFIX]).fetchall()
             out: dict[str, dict[str, int]] = {}
             for schema, table in tables:
