@@ -155,6 +155,9 @@ class SourceConfig(Section):
     )
     start_date: date = Field(default=date(2024, 1, 1), description="Oldest data the first sync pulls.")
     streams: list[str] | None = Field(default=None, description="Only these streams; default: all.")
+    schema_changes: Literal["evolve", "freeze"] = Field(
+        default="evolve", description="evolve: new fields become columns (recorded as schema events); freeze: a "
+        "new field or changed type fails the sync until someone looks.")
 
     @field_validator("base_url")
     @classmethod

@@ -172,6 +172,11 @@ def select_sources(config: SophiaConfig, names: list[str] | None = None) -> list
     return chosen
 
 
+FROZEN = {"tables": "evolve", "columns": "freeze", "data_type": "freeze"}
+"""``schema_changes: freeze``: new streams still get their tables, but a new column or a changed type on an
+existing table fails the run (dlt's schema contract) instead of evolving the raw table."""
+
+
 # --- the source context --------------------------------------------------------------------------------
 
 
@@ -433,7 +438,8 @@ class SourceSync:
             table = resource.table_name if isinstance(resource.table_name, str) else resource.name
             resource.add_map(observer.watch(resource.name, naming.normalize_identifier,
                                             dict(before.get(table, {}))))
-        pipeline.extract(source, refresh="drop_sources" if self.full_refresh else None)
+        contract = FROZEN if self.config.sources[self.name].schema_changes == "freeze" else None
+        pipeline.extract(source, refresh="drop_sources" if self.full_refresh else None, schema_contract=contract)
         pipeline.normalize()
         after = _columns(pipeline, schema_name)
 

@@ -232,3 +232,18 @@ def test_a_refused_load_does_not_skip_its_window(toy_server: SandboxServer, make
     assert repaired.recovered_loads == 1  # dlt kept the refused package; the next run finished it first
     assert raw_keys(config, "toy", "things") == sorted(vendor(toy_server).live("things"))
     assert {r["id"]: r["label"] for r in raw_rows(config, "toy", "things")}["t007"] == "thing 7 v1"
+
+
+def test_frozen_schema_fails_on_drift_and_loses_nothing(toy_server: SandboxServer, make_config: TConfig) -> None:
+    config = make_config(toy_server, names=("toy",))
+    config.sources["toy"].schema_changes = "freeze"
+    assert run_sync(config, progress=False)[0].status == "succeeded"  # new tables are fine when frozen
+    v = vendor(toy_server)
+    v.change("things", [later(1, colour="red")])  # a new field
+    frozen = run_sync(config, progress=False)[0]
+    assert frozen.status == "failed"
+    assert "colour" in (frozen.error or "")
+    config.sources["toy"].schema_changes = "evolve"  # someone looked, and accepts the new field
+    evolved = run_sync(config, progress=False)[0]
+    assert evolved.status == "succeeded"
+    assert ("things", "colour", "added") in {(c.stream, c.column, c.change) for c in evolved.schema_changes}
