@@ -31,4 +31,5 @@ class Result:
     def line(self) -> str:
         mark = "ok " if self.meets else "MISS"
         return (f"{mark} {self.name:<48} {self.value:>10.3f} {self.unit:<6} vs {self.peer_name:<32} "
-                f"{self.peer_value:>10.3f}  ratio {self.ratio:5.2f} (target ≤ {self.target_ratio:g})")
+                f"{self.peer_value:>10.3f}  ratio {self.ratio:5.2f} (target {'≤' if self.lower_is_better else '≥'} "
+                f"{self.target_ratio:g})")

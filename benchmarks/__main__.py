@@ -7,7 +7,7 @@ import importlib
 import sys
 import time
 
-SUITES = ["sandbox", "warehouse"]
+SUITES = ["sandbox", "warehouse", "connectors"]
 
 
 def main(argv: list[str] | None = None) -> int:

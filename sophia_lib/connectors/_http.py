@@ -54,11 +54,19 @@ def retry_after_seconds(response: requests.Response) -> float | None:
 
 
 def body_json(response: requests.Response) -> Any:
-    """The response's JSON, or None when the body is not JSON."""
+    """The response's JSON, or None when the body is not JSON (parsed once: later calls reuse it)."""
     try:
-        return response.json()
+        parsed = response.json()
     except ValueError:
         return None
+    _keep_json(response, parsed)
+    return parsed
+
+
+def _keep_json(response: requests.Response, parsed: Any) -> None:
+    """Serve ``parsed`` from ``response.json()`` from now on (a page is parsed once, not once per reader)."""
+    response.json = lambda **_: parsed  # type: ignore[method-assign]
+    response.sophia_json_kept = True  # type: ignore[attr-defined]
 
 
 class ThrottlePolicy:
@@ -158,6 +166,7 @@ class VendorSession(requests.Session):
         self.sleep = sleep
         self.retries = 0
         self.requests_sent = 0
+        self._counting = threading.Lock()  # a connector may send from a few threads (Slack's thread replies)
         self.headers["User-Agent"] = "sophia-connector/0.1 (+https://github.com/sophia-analytics)"
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # noqa: C901
@@ -176,7 +185,8 @@ class VendorSession(requests.Session):
                 self.vendor_auth.apply(request)
             if self.pacer is not None:
                 self.pacer.wait()
-            self.requests_sent += 1
+            with self._counting:
+                self.requests_sent += 1
             try:
                 response = super().send(request, **kwargs)
                 verdict = self.policy.classify(response)
@@ -200,7 +210,8 @@ class VendorSession(requests.Session):
             wait = self._backoff(attempt, verdict)
             if attempt >= self.retry.max_attempts or elapsed + wait > self.retry.max_elapsed_s:
                 raise SourceUnavailableError(self.vendor, last.message, attempts=attempt, elapsed_s=elapsed)
-            self.retries += 1
+            with self._counting:
+                self.retries += 1
             log.info("%s: %s (%s); retry %d in %.1fs", self.vendor, verdict.signal.value, verdict.message,
                      attempt, wait)
             if self.on_retry is not None:
@@ -221,11 +232,13 @@ def _json_intact(response: requests.Response) -> bool:
     """
     if "json" not in response.headers.get("content-type", "") or not response.content:
         return True
+    if getattr(response, "sophia_json_kept", False):  # body_json parsed it already (a policy's classify)
+        return True
     try:
         parsed = json.loads(response.content)
     except ValueError:
         return False
-    response.json = lambda **_: parsed  # type: ignore[method-assign]
+    _keep_json(response, parsed)
     return True
 
 

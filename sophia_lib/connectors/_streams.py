@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import dlt
 
 from sophia_lib.connectors.spec import DELETED_COLUMN, Stream, coerce
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def new_fields(record: dict[str, Any], read: frozenset[str]) -> dict[str, Any]:
@@ -79,3 +84,24 @@ class Reconciliation:
             if self.newest is not None:
                 self.cursor.advance(coerce(self.newest, "timestamp"))
             self.state["reconciled_at"] = time.time()
+
+
+def in_order_concurrently(fn: Callable[[T], R], items: Iterable[T], workers: int, backlog: int = 64) -> Iterator[R]:
+    """``map(fn, items)`` with ``workers`` threads (each call is one or a few requests): results come back in the
+    order of ``items``, at most ``backlog`` calls run ahead of the consumer, and an error is raised where its
+    result would have been. Closing the iterator cancels what has not started."""
+    if workers <= 1:
+        yield from map(fn, items)
+        return
+    pending: deque[Future[R]] = deque()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sophia-fetch") as pool:
+        try:
+            for item in items:
+                pending.append(pool.submit(fn, item))
+                while pending and (pending[0].done() or len(pending) > backlog):
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()

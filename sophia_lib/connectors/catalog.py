@@ -47,7 +47,8 @@ def _connector(spec: Connector) -> str:
 
 def render_markdown() -> str:
     """The whole page."""
-    return "\n\n".join([HEADER.rstrip(), *(_connector(spec) for spec in connectors().values())]) + "\n"
+    shipped = [spec for spec in connectors().values() if spec.source.__module__.startswith(__package__ + ".")]
+    return "\n\n".join([HEADER.rstrip(), *(_connector(spec) for spec in shipped)]) + "\n"
 
 
 if __name__ == "__main__":

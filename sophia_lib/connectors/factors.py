@@ -17,6 +17,7 @@ window. The answer is the account "birdview": visitors (``account_timeline``) wi
 * Deletes: Factors exposes none; events are immutable. A domain Factors does not know answers 404
   ``Account not found``: it is logged and skipped, the other domains still load.
 * Throttling: 429 with the JSON string "Rate limit exceeded…" (no ``Retry-After``): backed off.
+* Domains are fetched ``workers`` at a time (default 4); rows and cursors are handled in the list's order.
 """
 
 from __future__ import annotations
@@ -31,11 +32,13 @@ from dlt.sources.helpers.rest_client import RESTClient
 
 from sophia_lib.connectors import register
 from sophia_lib.connectors._auth import HeaderAuth
+from sophia_lib.connectors._streams import in_order_concurrently
 from sophia_lib.connectors.errors import SourceConfigError, SourceRequestError
 from sophia_lib.connectors.spec import Connector, SourceContext, Stream, coerce
 
 log = logging.getLogger("sophia.connectors.factors")
 LAG_S = 3600.0
+WORKERS = 4  # domains fetched at the same time (one call each: there is no paging to follow)
 
 EVENTS = Stream(
     "journey_events", ("event_id",), cursor="timestamp", required=("account_domain", "user_id"),
@@ -90,11 +93,15 @@ def source(ctx: SourceContext) -> Any:
     client = RESTClient(base_url=ctx.base_url, session=ctx.session(auth=HeaderAuth.bearer(ctx.secret("private_token"))))
     lag = timedelta(seconds=float(ctx.options.get("lag_s", LAG_S)))
 
+    workers = max(1, int(ctx.options.get("workers") or WORKERS))
+
     @dlt.resource(**EVENTS.hints())
     def journey_events() -> Iterator[Any]:
         state = dlt.current.resource_state().setdefault("cursor_by_domain", {})
-        for domain in wanted:
-            last = None if ctx.full_refresh else state.get(domain)
+        windows = {d: None if ctx.full_refresh else state.get(d) for d in wanted}
+
+        def journey(domain: str) -> tuple[str, list[dict[str, Any]] | None]:
+            last = windows[domain]
             since = coerce(last, "timestamp") - lag if last else ctx.start_date
             try:
                 answer = client.get(f"/open/v1/account/{domain}/journey", params={"from": _window(since)}).json()
@@ -102,8 +109,12 @@ def source(ctx: SourceContext) -> Any:
                 if exc.status != 404:
                     raise
                 log.warning("factors: account %s is unknown to Factors (%s); skipped", domain, exc.vendor_message)
+                return domain, None
+            return domain, flatten(domain, answer if isinstance(answer, dict) else {})
+
+        for domain, rows in in_order_concurrently(journey, wanted, workers):
+            if rows is None:
                 continue
-            rows = flatten(domain, answer if isinstance(answer, dict) else {})
             yield from ctx.emit(EVENTS, rows)
             stamps = [r["timestamp"] for r in rows if isinstance(r["timestamp"], int | float)]
             if stamps:
@@ -119,7 +130,7 @@ def source(ctx: SourceContext) -> Any:
 
 register(Connector(
     name="factors", title="Factors.ai", default_base_url="https://api.factors.ai", credentials=("private_token",),
-    streams=(EVENTS,), source=source, options={"domains": [], "lag_s": LAG_S},
+    streams=(EVENTS,), source=source, options={"domains": [], "lag_s": LAG_S, "workers": WORKERS},
     docs="The project's private token (Factors → Settings → Project → API token) and options.domains, the account "
          "domains whose journeys to sync (Factors has no endpoint listing its accounts).",
 ))

@@ -9,8 +9,9 @@ Lists page with ``cursor`` + ``limit``; ``response_metadata.next_cursor`` is ``"
   are read in full each sync and **replaced**; deactivated users stay listed with ``deleted`` true.
 * messages: ``conversations.history`` per channel with ``oldest`` = cursor − lookback, then
   ``conversations.replies`` for every message with ``reply_count`` (a thread's replies are fetched
-  through its parent). The cursor is the message time ``posted_at`` (from ``ts``, exact to the
-  microsecond; ``ts`` itself is kept as text and is the key with ``channel_id``).
+  through its parent, ``reply_workers`` threads at a time, default 4, while history paging goes on).
+  The cursor is the message time ``posted_at`` (from ``ts``, exact to the microsecond; ``ts`` itself is
+  kept as text and is the key with ``channel_id``).
 * Edits keep ``ts`` and new replies only move the parent's ``latest_reply``, so each sync re-reads a
   **lookback window** (``lookback_days``, default 7) of every channel: edits, reactions and replies to
   threads started inside the window land; the merge on (channel_id, ts) removes the overlap.
@@ -27,7 +28,9 @@ Lists page with ``cursor`` + ``limit``; ``response_metadata.next_cursor`` is ``"
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -43,7 +46,9 @@ from sophia_lib.connectors._http import Signal, ThrottlePolicy, Verdict, body_js
 from sophia_lib.connectors._streams import Reconciliation, new_fields, snapshot_hints, unique
 from sophia_lib.connectors.spec import Connector, SourceContext, Stream, incremental
 
-PAGE_SIZE = 200
+PAGE_SIZE = 999  # conversations.history's documented maximum (the other list methods take up to 1000)
+REPLY_WORKERS = 4  # threads whose replies are fetched at the same time
+REPLY_BACKLOG = 64  # threads fetched ahead of the history pages (bounds memory)
 LOOKBACK_DAYS = 7.0
 RECONCILE_EVERY_HOURS = 168.0
 AUTH_ERRORS = frozenset({"invalid_auth", "not_authed", "token_expired", "token_revoked", "account_inactive",
@@ -165,6 +170,7 @@ def source(ctx: SourceContext) -> Any:
     limit = int(ctx.options.get("page_size") or PAGE_SIZE)
     lookback_s = float(ctx.options.get("lookback_days", LOOKBACK_DAYS)) * 86_400
     reconcile_s = float(ctx.options.get("reconcile_every_hours", RECONCILE_EVERY_HOURS)) * 3600
+    reply_workers = max(1, int(ctx.options.get("reply_workers") or REPLY_WORKERS))
 
     def pages(method: str, key: str, **params: Any) -> Iterator[list[dict[str, Any]]]:
         """Every page of a Slack list method (cursor + limit, until next_cursor is empty)."""
@@ -205,17 +211,38 @@ def source(ctx: SourceContext) -> Any:
             yield from rec.tables(ctx.emit(MESSAGES, rec.rows(batch)))
         rec.done()
 
+    def replies_of(channel: str, ts: str) -> list[dict[str, Any]]:
+        return [flatten_message(m, channel) for page in thread(channel, ts) for m in page]
+
     def _message_pages(oldest: datetime | None) -> Iterator[list[dict[str, Any]]]:
+        """History pages, then the replies of their threads, fetched by a few workers while paging goes on.
+
+        Thread pages come back in the order their parents were listed; the merge on (channel_id, ts) makes
+        the order of batches irrelevant anyway."""
         bound = {"oldest": f"{oldest.timestamp():.6f}"} if oldest is not None else {}
-        for channel_page in channel_list():
-            for channel in channel_page:
-                cid = channel["id"]
-                for page in pages("conversations.history", "messages", channel=cid, **bound):
-                    yield [flatten_message(m, cid) for m in page]
-                    for parent in page:
-                        if parent.get("reply_count"):
-                            for replies in thread(cid, parent["ts"]):
-                                yield [flatten_message(m, cid) for m in replies]
+        pending: deque[Future[list[dict[str, Any]]]] = deque()
+        replies: list[dict[str, Any]] = []
+        with ThreadPoolExecutor(max_workers=reply_workers, thread_name_prefix="slack-replies") as pool:
+            try:
+                for channel_page in channel_list():
+                    for channel in channel_page:
+                        cid = channel["id"]
+                        for page in pages("conversations.history", "messages", channel=cid, **bound):
+                            yield [flatten_message(m, cid) for m in page]
+                            pending.extend(pool.submit(replies_of, cid, parent["ts"])
+                                           for parent in page if parent.get("reply_count"))
+                            while pending and (pending[0].done() or len(pending) > REPLY_BACKLOG):
+                                replies.extend(pending.popleft().result())
+                            if len(replies) >= limit:  # threads are small: load their replies a page at a time
+                                yield replies
+                                replies = []
+                while pending:
+                    replies.extend(pending.popleft().result())
+                if replies:
+                    yield replies
+            finally:
+                for future in pending:
+                    future.cancel()
 
     @dlt.source(name="slack", max_table_nesting=0)
     def slack() -> list[Any]:
@@ -228,7 +255,7 @@ register(Connector(
     name="slack", title="Slack", default_base_url="https://slack.com", credentials=("bot_token",),
     streams=(USERS, CHANNELS, MESSAGES), source=source,
     options={"page_size": PAGE_SIZE, "lookback_days": LOOKBACK_DAYS, "channels": [],
-             "reconcile_every_hours": RECONCILE_EVERY_HOURS, "rate_per_s": None},
+             "reconcile_every_hours": RECONCILE_EVERY_HOURS, "rate_per_s": None, "reply_workers": REPLY_WORKERS},
     docs="A bot token (xoxb-…) of an internal Slack app with channels:read, groups:read, channels:history, "
          "groups:history and users:read (users:read.email for emails), invited to the channels to sync (all, or "
          "those listed in options.channels). Each "

@@ -117,7 +117,9 @@ def test_incremental_lookback_then_reconcile(fresh_company: Any, serve: Any, tmp
     incremental = (sent(run), time.monotonic() - started)
     print(f"slack full: {full[0]} requests, {full[1]} messages, {full[2]:.2f}s; "
           f"incremental: {incremental[0]} requests, {incremental[1]:.2f}s; changes {changes}")
-    assert incremental[0] < full[0] / 10
+    # a window of history per channel plus its threads, against every page and thread (~8 % of messages start
+    # one, as in a real workspace)
+    assert incremental[0] < full[0] / 5
     sim = server.sandbox.vendors["slack"]
     want = truth(server)["messages"]
     have = {(r[0], r[1]): r[2:] for r in run.rows("messages", "channel_id, ts, text, reply_count, thread_ts")}

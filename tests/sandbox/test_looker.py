@@ -199,9 +199,12 @@ def test_advance_changes_what_looks_return(fresh_company: Company, serve: Callab
     auth = login(server)
     before = sum(r["conversations.count"] for r in _run(server, auth, "Support volume"))
     old_now = fresh_company.now
-    server.sandbox.advance(60 * 24 * 3)
-    conv = fresh_company.live("conversations")
-    created = int((conv["created_at"] > old_now).sum())
+    for _ in range(6):  # a small company can go a few days without a new conversation (bounded)
+        server.sandbox.advance(60 * 24 * 3)
+        conv = fresh_company.live("conversations")
+        created = int((conv["created_at"] > old_now).sum())
+        if created:
+            break
     assert created > 0
     after = sum(r["conversations.count"] for r in _run(server, auth, "Support volume"))
     assert after == before + created == len(conv)

@@ -62,6 +62,9 @@ TEXTS = {
         ("", "RFC posted in Notion"),
     ],
 }
+REPLY_SHARE = 0.25  # of all messages
+THREAD_SHARE = 0.105  # of top-level messages that open a thread; some get no reply, so ~8 % end up threads
+THREAD_REACH = 40  # a reply goes to a thread started at most ~this many messages earlier in the channel
 ACCOUNT_CHANNELS = {
     "sales",
     "deals",
@@ -151,15 +154,17 @@ def messages(
         day = np.minimum(whole + np.clip(rng.normal(0.62, 0.12, count), 0.3, 0.97), h - 1e-5)
         t_us = np.sort((tl.start.value // 1000) + np.round(day * 86_400e6).astype("int64"))
         t_us = np.maximum.accumulate(t_us - np.arange(count)) + np.arange(count)  # strictly increasing
-        # threads: a quarter of messages reply to a recent top-level message
-        is_reply = rng.random(count) < 0.25
+        # threads: about 8 % of top-level messages start one (as in a real workspace) and a quarter of all
+        # messages are replies, each to one of the few most recently started threads (~4 replies a thread)
+        idx = np.arange(count)
+        is_reply = rng.random(count) < REPLY_SHARE
         is_reply[0] = False
-        parent = np.maximum(np.arange(count) - rng.integers(1, 15, count), 0)
-        top = np.where(is_reply, -1, np.arange(count))
-        last_top = np.maximum.accumulate(top)
-        parent = np.where(is_reply, np.minimum(last_top[parent], last_top), -1)
-        parent = np.where(parent >= 0, parent, -1)
+        starts = ~is_reply & (rng.random(count) < THREAD_SHARE)
+        last_start = np.maximum.accumulate(np.where(starts, idx, -1))
+        back = np.maximum(idx - rng.integers(1, THREAD_REACH, count), 0)
+        parent = np.where(is_reply, last_start[back], -1)
         is_reply &= parent >= 0
+        parent = np.where(is_reply, parent, -1)
         mention = np.full(count, None, dtype=object)
         name = row["name"]
         if name in ACCOUNT_CHANNELS or name.startswith("ext-"):

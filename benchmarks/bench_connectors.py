@@ -1,0 +1,142 @@
+"""Connectors: full and incremental sync of every sandbox vendor into DuckDB, the simulator in its own process.
+
+As in a deployment the vendors' APIs live in another process: ``sophia sandbox serve`` runs as a subprocess in a
+temporary working folder (on free ports, storing the demo credentials there) and this process runs
+``run_sync(load_config())`` in the same folder. Figures: records/s per vendor against the 20k records/s target,
+the full sync against the 2-minute target, and the incremental sync (after ``/_control/advance`` of 15 minutes)
+against the full sync (its peer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from benchmarks import Result
+
+TARGET_RECORDS_PER_S = 20_000.0
+FULL_SYNC_BUDGET_S = {"small": 60.0, "medium": 120.0, "large": 1200.0}
+START_TIMEOUT_S = {"small": 120.0, "medium": 600.0, "large": 3600.0}
+ADVANCE_MINUTES = 15
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextlib.contextmanager
+def _serving(folder: Path, env: dict[str, str], timeout_s: float) -> Iterator[None]:
+    """``sophia sandbox serve`` in ``folder`` until the block ends (stopped with SIGINT, as Ctrl-C would)."""
+    proc = subprocess.Popen([sys.executable, "-c", "from sophia_lib.cli import app; app()", "sandbox", "serve"],
+                            cwd=folder, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        for line in proc.stdout:  # type: ignore[union-attr]
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            try:
+                line = lines.get(timeout=max(deadline - time.monotonic(), 0.1))
+            except queue.Empty:
+                raise RuntimeError("sandbox serve did not start in time:\n" + "".join(seen[-20:])) from None
+            if line is None:
+                raise RuntimeError("sandbox serve exited:\n" + "".join(seen[-20:]))
+            seen.append(line)
+            if "Press Ctrl-C" in line:
+                break
+        yield
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _sync(full_refresh: bool = False) -> tuple[float, list]:
+    from sophia_lib.config import load_config
+    from sophia_lib.sync.runner import run_sync
+
+    started = time.perf_counter()
+    results = run_sync(load_config(), full_refresh=full_refresh, progress=False)
+    elapsed = time.perf_counter() - started
+    failed = [f"{r.source}: {r.error}" for r in results if r.status not in ("succeeded", "partial")]
+    if failed:
+        raise RuntimeError("sync failed: " + "; ".join(failed))
+    return elapsed, results
+
+
+def run(args: argparse.Namespace) -> list[Result]:
+    import httpx
+
+    port, idp_port = _free_port(), _free_port()
+    env = {"SOPHIA_SANDBOX__SIZE": args.size, "SOPHIA_SANDBOX__PORT": str(port),
+           "SOPHIA_SANDBOX__IDP_PORT": str(idp_port)}
+    results: list[Result] = []
+    cwd = Path.cwd()
+    with tempfile.TemporaryDirectory(prefix="sophia-bench-connectors-") as tmp:
+        folder = Path(tmp)
+        try:
+            os.chdir(folder)
+            with _environment(env), _serving(folder, env, START_TIMEOUT_S[args.size]):
+                full_s, full = _sync()
+                total = 0
+                for r in sorted(full, key=lambda r: r.source):
+                    records = r.total("records")
+                    total += records
+                    seconds = r.duration_s or 0.0
+                    rate = records / seconds if seconds else 0.0
+                    results.append(Result(
+                        f"{r.source} full ({records} rec, {r.requests} req, {seconds:.1f} s)", rate, "rec/s",
+                        "target", TARGET_RECORDS_PER_S, lower_is_better=False))
+                results.append(Result(f"full sync, 11 vendors ({total} records)", full_s, "s",
+                                      f"budget {args.size}", FULL_SYNC_BUDGET_S[args.size]))
+                results.append(Result("full sync throughput", total / full_s, "rec/s", "target",
+                                      TARGET_RECORDS_PER_S, lower_is_better=False))
+                answer = httpx.post(f"http://127.0.0.1:{port}/_control/advance", json={"minutes": ADVANCE_MINUTES},
+                                    timeout=300.0)
+                answer.raise_for_status()
+                incremental_s, incremental = _sync()
+                records = sum(r.total("records") for r in incremental)
+                requests = sum(r.requests for r in incremental)
+                results.append(Result(f"incremental sync +{ADVANCE_MINUTES} min ({records} rec, {requests} req)",
+                                      incremental_s, "s", "full sync", full_s, target_ratio=0.25))
+        finally:
+            os.chdir(cwd)
+    return results
