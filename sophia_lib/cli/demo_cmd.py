@@ -13,5 +13,10 @@ def demo() -> None:
     Prints what to open; Ctrl-C stops everything. A second run reuses what exists.
     """
     from sophia_lib.demo import run_demo
+    from sophia_lib.processes import stop_on_signals
 
-    run_demo(load_config(), echo=typer.echo)
+    stop_on_signals()
+    try:
+        run_demo(load_config(), echo=typer.echo)
+    except KeyboardInterrupt:  # stopped while still starting: run_demo already stopped what it started
+        typer.echo("stopped")

@@ -111,8 +111,10 @@ def serve() -> None:
     """
     import threading
 
+    from sophia_lib.processes import stop_on_signals
     from sophia_lib.sandbox.services import prepare_company, start_sandbox_services
 
+    stop_on_signals()
     cfg = load_config()
     services = start_sandbox_services(cfg, prepare_company(cfg, typer.echo))
     for line in services.describe():
