@@ -48,7 +48,7 @@ class ChildProcess:
     def stop(self, timeout_s: float = 30.0) -> None:
         if self.process.poll() is not None:
             return
-        self.process.send_signal(signal.SIGINT)
+        self.process.send_signal(signal.SIGTERM)
         try:
             self.process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
@@ -62,8 +62,10 @@ def start_child(config: SophiaConfig, name: str, *args: str) -> ChildProcess:
     logs.mkdir(parents=True, exist_ok=True)
     log = logs / f"{name}.log"
     with log.open("w") as out:
+        # Its own session: a terminal's Ctrl-C reaches only the demo, which then stops each child once.
         process = subprocess.Popen([sys.executable, "-m", "sophia_lib", *args], stdout=out,
-                                   stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                   stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                   start_new_session=True)
     return ChildProcess(name, process, log)
 
 
@@ -164,4 +166,7 @@ def run_demo(config: SophiaConfig, echo: Echo = print, stop: threading.Event | N
     except KeyboardInterrupt:
         echo("stopping …")
     finally:
+        from sophia_lib.processes import ignore_further_signals
+
+        ignore_further_signals()
         platform.stop()

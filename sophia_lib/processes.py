@@ -19,3 +19,9 @@ def stop_on_signals() -> None:
     """
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
+
+
+def ignore_further_signals() -> None:
+    """While shutting down, a second Ctrl-C or SIGTERM must not interrupt the cleanup half-way."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)

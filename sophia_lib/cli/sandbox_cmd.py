@@ -111,7 +111,7 @@ def serve() -> None:
     """
     import threading
 
-    from sophia_lib.processes import stop_on_signals
+    from sophia_lib.processes import ignore_further_signals, stop_on_signals
     from sophia_lib.sandbox.services import prepare_company, start_sandbox_services
 
     stop_on_signals()
@@ -127,6 +127,7 @@ def serve() -> None:
     except KeyboardInterrupt:
         typer.echo("stopping …")
     finally:
+        ignore_further_signals()
         services.stop()
 
 
