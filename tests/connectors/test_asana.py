@@ -14,6 +14,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 from sophia_lib.connectors import connector
 from sophia_lib.connectors.errors import SourceAuthError
 from tests.support.connectors import ConnectorRun
+from tests.support.connectors import error_in_chain as cause
 
 PAGED = {"page_size": 5}  # small pages so every paginated fault lands mid-list
 
@@ -34,17 +35,6 @@ def assert_matches(run: ConnectorRun, server: Any) -> None:
         assert set(loaded) == keys, f"{table}: missing {keys - set(loaded)}, extra {set(loaded) - keys}"
 
 
-def cause(error: BaseException, kind: type[BaseException]) -> BaseException | None:
-    """The first exception of ``kind`` in the chain dlt wrapped around it."""
-    seen: BaseException | None = error
-    while seen is not None and not isinstance(seen, kind):
-        seen = seen.__cause__ or seen.__context__
-    return seen
-
-
-def sent(run: ConnectorRun) -> int:
-    assert run.last_context is not None
-    return sum(s.requests_sent for s in run.last_context.sessions)
 
 
 def sync_capturing(run: ConnectorRun) -> list[requests.PreparedRequest]:
@@ -99,14 +89,14 @@ def test_incremental_picks_up_creates_updates_and_deletes(fresh_company: Any, se
     run = ConnectorRun.against(server, "asana", tmp_path)
     started = time.monotonic()
     run.sync()
-    full = (sent(run), run.count("tasks"), time.monotonic() - started)
+    full = (run.requests_sent(), run.count("tasks"), time.monotonic() - started)
     before = {gid: mod for gid, mod in run.rows("tasks", "gid, modified_at")}
 
     changes = server.sandbox.advance(1440)["tasks"]  # within Asana's one-day sync-token life
     sim = server.sandbox.vendors["asana"]
     started = time.monotonic()
     run.sync()
-    incremental = (sent(run), time.monotonic() - started)
+    incremental = (run.requests_sent(), time.monotonic() - started)
     print(f"asana full: {full[0]} requests, {full[1]} tasks, {full[2]:.2f}s; "
           f"incremental: {incremental[0]} requests, {incremental[1]:.2f}s; changes {changes}")
     assert_matches(run, server)

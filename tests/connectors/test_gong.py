@@ -17,6 +17,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 from sophia_lib.connectors import connector
 from sophia_lib.connectors.errors import SourceAuthError
 from tests.support.connectors import ConnectorRun
+from tests.support.connectors import error_in_chain as cause
 
 FAST = {"rate_per_s": 1000}  # the 3 requests/s pacing is for the real Gong
 
@@ -43,16 +44,6 @@ def assert_matches(run: ConnectorRun, server: Any) -> None:
     assert {r[0] for r in run.rows("calls_extensive", "id, analysis_ready") if r[1]} == analysed(server)
 
 
-def cause(error: BaseException, kind: type[BaseException]) -> BaseException | None:
-    seen: BaseException | None = error
-    while seen is not None and not isinstance(seen, kind):
-        seen = seen.__cause__ or seen.__context__
-    return seen
-
-
-def sent(run: ConnectorRun) -> int:
-    assert run.last_context is not None
-    return sum(s.requests_sent for s in run.last_context.sessions)
 
 
 def test_full_sync_equals_what_gong_serves(small_company: Any, serve: Any, tmp_path: Path) -> None:
@@ -98,7 +89,7 @@ def test_incremental_rereads_the_window_so_late_analysis_lands(fresh_company: An
     run = ConnectorRun.against(server, "gong", tmp_path, **FAST)
     started = time.monotonic()
     run.sync()
-    full = (sent(run), run.count("calls"), time.monotonic() - started)
+    full = (run.requests_sent(), run.count("calls"), time.monotonic() - started)
     pending = truth(server)["calls"] - analysed(server)
     window_start = pd.Timestamp(max(r[0] for r in run.rows("calls", "started"))) - pd.Timedelta(hours=72)
     assert pending, "some calls are still waiting for their analysis"
@@ -107,7 +98,7 @@ def test_incremental_rereads_the_window_so_late_analysis_lands(fresh_company: An
 
     started = time.monotonic()
     run.sync()
-    incremental = (sent(run), time.monotonic() - started)
+    incremental = (run.requests_sent(), time.monotonic() - started)
     print(f"gong full: {full[0]} requests, {full[1]} calls, {full[2]:.2f}s; incremental: {incremental[0]} "
           f"requests, {incremental[1]:.2f}s; changes {changes}")
     assert incremental[0] < full[0]

@@ -14,6 +14,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 from sophia_lib.connectors import connector
 from sophia_lib.connectors.errors import SourceAuthError
 from tests.support.connectors import ConnectorRun
+from tests.support.connectors import error_in_chain as cause
 
 PAGED = {"page_size": 50, "max_throttle_wait_s": 0.2}
 
@@ -33,16 +34,6 @@ def assert_matches(run: ConnectorRun, server: Any) -> None:
         assert set(loaded) == keys, f"{table}: missing {keys - set(loaded)}, extra {set(loaded) - keys}"
 
 
-def cause(error: BaseException, kind: type[BaseException]) -> BaseException | None:
-    seen: BaseException | None = error
-    while seen is not None and not isinstance(seen, kind):
-        seen = seen.__cause__ or seen.__context__
-    return seen
-
-
-def sent(run: ConnectorRun) -> int:
-    assert run.last_context is not None
-    return sum(s.requests_sent for s in run.last_context.sessions)
 
 
 def sync_capturing(run: ConnectorRun) -> list[requests.PreparedRequest]:
@@ -97,7 +88,7 @@ def test_incremental_then_reconcile_removes_deleted_contacts(fresh_company: Any,
     run = ConnectorRun.against(server, "intercom", tmp_path)
     started = time.monotonic()
     run.sync()
-    full = (sent(run), run.count("contacts") + run.count("conversations"), time.monotonic() - started)
+    full = (run.requests_sent(), run.count("contacts") + run.count("conversations"), time.monotonic() - started)
     sim = server.sandbox.vendors["intercom"]
     before = truth(server)
     changes = server.sandbox.advance(2 * 1440)
@@ -106,7 +97,7 @@ def test_incremental_then_reconcile_removes_deleted_contacts(fresh_company: Any,
 
     started = time.monotonic()
     run.sync()
-    incremental = (sent(run), time.monotonic() - started)
+    incremental = (run.requests_sent(), time.monotonic() - started)
     print(f"intercom full: {full[0]} requests, {full[1]} contacts+conversations, {full[2]:.2f}s; incremental: "
           f"{incremental[0]} requests, {incremental[1]:.2f}s; changes {changes.get('conversations')}")
     assert incremental[0] < full[0]

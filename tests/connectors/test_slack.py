@@ -16,6 +16,7 @@ from sophia_lib.connectors import connector
 from sophia_lib.connectors.errors import SourceAuthError
 from sophia_lib.connectors.slack import ts_time
 from tests.support.connectors import ConnectorRun
+from tests.support.connectors import error_in_chain as cause
 
 
 def truth(server: Any, channels: set[str] | None = None) -> dict[str, set[Any]]:
@@ -44,16 +45,6 @@ def assert_matches(run: ConnectorRun, server: Any, channels: set[str] | None = N
         assert set(rows) == keys, f"{table}: missing {len(keys - set(rows))}, extra {len(set(rows) - keys)}"
 
 
-def cause(error: BaseException, kind: type[BaseException]) -> BaseException | None:
-    seen: BaseException | None = error
-    while seen is not None and not isinstance(seen, kind):
-        seen = seen.__cause__ or seen.__context__
-    return seen
-
-
-def sent(run: ConnectorRun) -> int:
-    assert run.last_context is not None
-    return sum(s.requests_sent for s in run.last_context.sessions)
 
 
 def quiet_channels(server: Any, n: int = 3) -> set[str]:
@@ -108,13 +99,13 @@ def test_incremental_lookback_then_reconcile(fresh_company: Any, serve: Any, tmp
     run = ConnectorRun.against(server, "slack", tmp_path)
     started = time.monotonic()
     run.sync()
-    full = (sent(run), run.count("messages"), time.monotonic() - started)
+    full = (run.requests_sent(), run.count("messages"), time.monotonic() - started)
     window_start = max(r[0] for r in run.rows("messages", "posted_at")) - timedelta(days=7)
     changes = server.sandbox.advance(2 * 1440)["messages"]
 
     started = time.monotonic()
     run.sync()
-    incremental = (sent(run), time.monotonic() - started)
+    incremental = (run.requests_sent(), time.monotonic() - started)
     print(f"slack full: {full[0]} requests, {full[1]} messages, {full[2]:.2f}s; "
           f"incremental: {incremental[0]} requests, {incremental[1]:.2f}s; changes {changes}")
     # a window of history per channel plus its threads, against every page and thread (~8 % of messages start

@@ -76,3 +76,16 @@ class ConnectorRun:
 
     def keys(self, table: str, key: str = "id") -> list[Any]:
         return sorted(r[0] for r in self.rows(table, f'"{key}"'))
+
+    def requests_sent(self) -> int:
+        """HTTP requests the last sync sent (retries included)."""
+        assert self.last_context is not None, "sync first"
+        return sum(s.requests_sent for s in self.last_context.sessions)
+
+
+def error_in_chain(error: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """The first exception of ``kind`` in the chain dlt wrapped around a connector's error."""
+    seen: BaseException | None = error
+    while seen is not None and not isinstance(seen, kind):
+        seen = seen.__cause__ or seen.__context__
+    return seen
