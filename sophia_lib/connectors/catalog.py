@@ -24,6 +24,11 @@ table as each vendor exposes deletes.
 Configure a source in `sophia.yaml` under `sources.<name>`: `credentials` maps each credential below to
 `{secret: NAME}` (store the value with `sophia credentials set NAME`), `options` holds the non-secret
 settings. `base_url` defaults to the vendor's real API.
+
+Refresh-token rotation: when a vendor hands out a new refresh token, Sophia saves it to the credential
+store at once, before using it. A process killed in the instant between the vendor's answer and that save
+leaves a revoked token in the store; the next sync then fails with the vendor's `invalid_grant` and the
+source must be re-authorized (`sophia credentials set …`). No client can close that window.
 """
 
 

@@ -111,6 +111,11 @@ def test_crash_trials_random_kills_then_complete(toy_server: SandboxServer, make
     """Kill a two-source sync at random moments (extract, normalize, load) over changing vendor data."""
     names = ("toy", "toy2")
     config = make_config(toy_server, names=names, request_timeout_s=10)
+    # This test is about load packages. With refresh-token rotation a kill can land between the vendor
+    # revoking the old token and the store saving the new one; no client can close that window (the vendor
+    # must re-authorize), so rotation is off here and the window is documented in docs/connectors.md.
+    for name in names:
+        toy_server.sandbox.vendors[name].tokens.rotate_refresh = False
     rng = random.Random(7)
     for trial in range(8):
         for name in names:
