@@ -12,13 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import queue
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,12 +23,6 @@ TARGET_RECORDS_PER_S = 20_000.0
 FULL_SYNC_BUDGET_S = {"small": 60.0, "medium": 120.0, "large": 1200.0}
 START_TIMEOUT_S = {"small": 120.0, "medium": 600.0, "large": 3600.0}
 ADVANCE_MINUTES = 15
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager
@@ -52,41 +40,18 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _serving(folder: Path, env: dict[str, str], timeout_s: float) -> Iterator[None]:
-    """``sophia sandbox serve`` in ``folder`` until the block ends (stopped with SIGINT, as Ctrl-C would)."""
-    proc = subprocess.Popen([sys.executable, "-c", "from sophia_lib.cli import app; app()", "sandbox", "serve"],
-                            cwd=folder, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-    lines: queue.Queue[str | None] = queue.Queue()
+def _serving(timeout_s: float) -> Iterator[None]:
+    """``sophia sandbox serve`` in the working folder until the block ends (as the demo runs it)."""
+    from sophia_lib.config import load_config
+    from sophia_lib.demo import start_child, wait_until_ready
 
-    def pump() -> None:
-        for line in proc.stdout:  # type: ignore[union-attr]
-            lines.put(line)
-        lines.put(None)
-
-    threading.Thread(target=pump, daemon=True).start()
-    seen: list[str] = []
-    deadline = time.monotonic() + timeout_s
+    config = load_config()
+    child = start_child(config, "sandbox", "sandbox", "serve")
     try:
-        while True:
-            try:
-                line = lines.get(timeout=max(deadline - time.monotonic(), 0.1))
-            except queue.Empty:
-                raise RuntimeError("sandbox serve did not start in time:\n" + "".join(seen[-20:])) from None
-            if line is None:
-                raise RuntimeError("sandbox serve exited:\n" + "".join(seen[-20:]))
-            seen.append(line)
-            if "Press Ctrl-C" in line:
-                break
+        wait_until_ready(child, f"http://{config.sandbox.host}:{config.sandbox.port}/_control/health", timeout_s)
         yield
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        child.stop()
 
 
 def _sync(full_refresh: bool = False) -> tuple[float, list]:
@@ -105,7 +70,9 @@ def _sync(full_refresh: bool = False) -> tuple[float, list]:
 def run(args: argparse.Namespace) -> list[Result]:
     import httpx
 
-    port, idp_port = _free_port(), _free_port()
+    from sophia_lib.sandbox.background import free_port
+
+    port, idp_port = free_port(), free_port()
     env = {"SOPHIA_SANDBOX__SIZE": args.size, "SOPHIA_SANDBOX__PORT": str(port),
            "SOPHIA_SANDBOX__IDP_PORT": str(idp_port)}
     results: list[Result] = []
@@ -114,7 +81,7 @@ def run(args: argparse.Namespace) -> list[Result]:
         folder = Path(tmp)
         try:
             os.chdir(folder)
-            with _environment(env), _serving(folder, env, START_TIMEOUT_S[args.size]):
+            with _environment(env), _serving(START_TIMEOUT_S[args.size]):
                 full_s, full = _sync()
                 total = 0
                 for r in sorted(full, key=lambda r: r.source):

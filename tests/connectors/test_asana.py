@@ -13,7 +13,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from sophia_lib.connectors import connector
 from sophia_lib.connectors.errors import SourceAuthError
-from tests.support.connectors import ConnectorRun
+from tests.support.connectors import FAULT_MATRIX, ConnectorRun
 from tests.support.connectors import error_in_chain as cause
 
 PAGED = {"page_size": 5}  # small pages so every paginated fault lands mid-list
@@ -125,16 +125,7 @@ def test_deleted_tasks_come_from_the_events_api(fresh_company: Any, serve: Any, 
     assert_matches(run, server)
 
 
-FAULTS = [
-    ("throttle", {"retry_after": 0}),
-    ("server_error", {"count": 3}),
-    ("slow", {"delay_s": 3}),
-    ("reset", {}),
-    ("malformed_json", {}),
-    ("truncated_page", {}),
-    ("duplicate_record", {}),
-    ("schema_drift", {"change": "new_field"}),
-]
+FAULTS = FAULT_MATRIX
 
 
 @pytest.mark.parametrize(("kind", "params"), FAULTS, ids=[f[0] for f in FAULTS])

@@ -16,7 +16,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from sophia_lib.connectors import connector
 from sophia_lib.connectors.errors import SourceAuthError
-from tests.support.connectors import ConnectorRun
+from tests.support.connectors import FAULT_MATRIX, ConnectorRun
 from tests.support.connectors import error_in_chain as cause
 
 FAST = {"rate_per_s": 1000}  # the 3 requests/s pacing is for the real Gong
@@ -113,16 +113,7 @@ def test_incremental_rereads_the_window_so_late_analysis_lands(fresh_company: An
     assert_matches(run, server)
 
 
-FAULTS = [
-    ("throttle", {"retry_after": 0}),
-    ("server_error", {"count": 3}),
-    ("slow", {"delay_s": 3}),
-    ("reset", {}),
-    ("malformed_json", {}),
-    ("truncated_page", {}),
-    ("duplicate_record", {}),
-    ("schema_drift", {"change": "new_field"}),
-]
+FAULTS = FAULT_MATRIX
 
 
 @pytest.mark.parametrize(("kind", "params"), FAULTS, ids=[f[0] for f in FAULTS])

@@ -13,7 +13,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from sophia_lib.connectors import connector
 from sophia_lib.connectors.errors import SourceAuthError
-from tests.support.connectors import ConnectorRun
+from tests.support.connectors import FAULT_MATRIX, ConnectorRun
 from tests.support.connectors import error_in_chain as cause
 
 PAGED = {"page_size": 50, "max_throttle_wait_s": 0.2}
@@ -110,16 +110,7 @@ def test_incremental_then_reconcile_removes_deleted_contacts(fresh_company: Any,
     assert_matches(run, server)
 
 
-FAULTS = [
-    ("throttle", {}),
-    ("server_error", {"count": 3}),
-    ("slow", {"delay_s": 3}),
-    ("reset", {}),
-    ("malformed_json", {}),
-    ("truncated_page", {}),
-    ("duplicate_record", {}),
-    ("schema_drift", {"change": "new_field"}),
-]
+FAULTS = [("throttle", {}), *FAULT_MATRIX[1:]]  # Intercom waits for X-RateLimit-Reset
 
 
 @pytest.mark.parametrize(("kind", "params"), FAULTS, ids=[f[0] for f in FAULTS])

@@ -41,8 +41,7 @@ def assert_equals_truth(run: ConnectorRun, server: SandboxServer) -> None:
 
 
 def requests_sent(run: ConnectorRun) -> int:
-    assert run.last_context is not None
-    return sum(s.requests_sent for s in run.last_context.sessions)
+    return run.requests_sent()
 
 
 def source_error(exc: BaseException) -> SourceError:

@@ -15,7 +15,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 from sophia_lib.connectors import connector
 from sophia_lib.connectors.errors import SourceAuthError
 from sophia_lib.connectors.slack import ts_time
-from tests.support.connectors import ConnectorRun
+from tests.support.connectors import FAULT_MATRIX, ConnectorRun
 from tests.support.connectors import error_in_chain as cause
 
 
@@ -132,17 +132,7 @@ def test_incremental_lookback_then_reconcile(fresh_company: Any, serve: Any, tmp
     assert all(texts[(cid, m["ts"])] == m["text"] for cid, box in sim.messages.items() for m in box.asc)
 
 
-FAULTS = [
-    ("throttle", {"retry_after": 0}),
-    ("throttle", {"retry_after": 0, "variant": "http200"}),
-    ("server_error", {"count": 3}),
-    ("slow", {"delay_s": 3}),
-    ("reset", {}),
-    ("malformed_json", {}),
-    ("truncated_page", {}),
-    ("duplicate_record", {}),
-    ("schema_drift", {"change": "new_field"}),
-]
+FAULTS = [FAULT_MATRIX[0], ("throttle", {"retry_after": 0, "variant": "http200"}), *FAULT_MATRIX[1:]]
 
 
 @pytest.mark.parametrize(("kind", "params"), FAULTS,

@@ -17,6 +17,18 @@ from sophia_lib.connectors import connector
 from sophia_lib.connectors._http import RetrySettings
 from sophia_lib.connectors.spec import SourceContext
 
+FAULT_MATRIX: list[tuple[str, dict[str, Any]]] = [
+    ("throttle", {"retry_after": 0}),
+    ("server_error", {"count": 3}),
+    ("slow", {"delay_s": 3}),
+    ("reset", {}),
+    ("malformed_json", {}),
+    ("truncated_page", {}),
+    ("duplicate_record", {}),
+    ("schema_drift", {"change": "new_field"}),
+]
+"""(fault kind, fault params) every connector is tested against; ``count`` defaults to 1."""
+
 FAST_RETRY = RetrySettings(max_attempts=6, max_elapsed_s=20.0, backoff_base_s=0.01, backoff_cap_s=0.05,
                            timeout=(2.0, 2.0))
 """Retries for tests: quick backoff, and a read timeout shorter than the sandbox's ``slow`` fault."""
