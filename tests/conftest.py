@@ -31,3 +31,11 @@ def _isolated_config(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
         if key.startswith("SOPHIA_") and key != "SOPHIA_REQUIRE_SERVERS":
             monkeypatch.delenv(key)
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def synced_sandbox(tmp_path_factory: pytest.TempPathFactory):
+    """The small sandbox company synced by every connector into a DuckDB raw store (see tests/support/raw.py)."""
+    from tests.support.raw import synced_sandbox as sync
+
+    return sync(tmp_path_factory.mktemp("synced") / "var")

@@ -185,6 +185,36 @@ class SecretsConfig(Section):
     vault_prefix: str = Field(default="sophia", description="Path prefix under the mount.")
 
 
+TRole = Literal["super_user", "analyst", "executive_viewer", "developer"]
+
+
+class HubConfig(Section):
+    """``hub:`` — JupyterHub: where it listens, how people sign in, which IdP group is which Sophia role.
+    Owned by hub/jupyterhub_config.py (docs/operations.md)."""
+
+    ip: str = Field(default="127.0.0.1", description="Interface the hub's proxy listens on.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port of the hub (the public URL's port).")
+    group_roles: dict[str, TRole] = Field(
+        default_factory=lambda: {"sophia-super-users": "super_user", "sophia-analysts": "analyst",
+                                 "sophia-executives": "executive_viewer", "sophia-developers": "developer"},
+        description="IdP group → Sophia role. A user in several groups gets the most privileged role.",
+    )
+
+
+class QueryConfig(Section):
+    """``query:`` — the query door's service (sophia_lib.query): policy, cache, where it listens."""
+
+    host: str = Field(default="127.0.0.1", description="Interface the query service listens on.")
+    port: int = Field(default=8702, ge=1, le=65535, description="Port of the query service.")
+    policy: Path | None = Field(default=None, description="policy.yaml; default: the one shipped with Sophia.")
+
+
+class MetricsConfig(Section):
+    """``metrics:`` — the metric layer (sophia_lib.metrics)."""
+
+    path: Path | None = Field(default=None, description="metrics.yaml; default: the one shipped with Sophia.")
+
+
 class SophiaConfig(BaseSettings):
     """Top level of sophia.yaml. Every key can be overridden by an environment variable:
     ``SOPHIA_<SECTION>__<KEY>`` (e.g. ``SOPHIA_WAREHOUSE__URL``); environment wins over the file."""
@@ -202,6 +232,9 @@ class SophiaConfig(BaseSettings):
     )
     sync: SyncConfig = Field(default_factory=SyncConfig)
     secrets: SecretsConfig = Field(default_factory=SecretsConfig)
+    hub: HubConfig = Field(default_factory=HubConfig)
+    query: QueryConfig = Field(default_factory=QueryConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 
     @model_validator(mode="after")
     def _embedded_defaults(self) -> SophiaConfig:
