@@ -110,6 +110,14 @@ BUDGET = Table("budget", {
     "id": (V, "text"), "account": (V, "text"), "department": (V, "text"), "period": (V, "text"),
     "amount": (V, "double"), "currency": (V, "text"), "datecreated": (DT, "timestamp"),
     "lastmodifieddate": (DT, "timestamp")})
+DEPARTMENT = Table("department", {
+    "id": (V, "text"), "name": (V, "text"), "isinactive": (V, "bool"), "lastmodifieddate": (DT, "timestamp")})
+GL_ACCOUNT = Table("account", {
+    "id": (V, "text"), "acctnumber": (V, "text"), "accountsearchdisplayname": (V, "text"), "accttype": (V, "text"),
+    "isinactive": (V, "bool"), "lastmodifieddate": (DT, "timestamp")})
+ACCOUNTING_PERIOD = Table("accountingperiod", {
+    "id": (V, "text"), "periodname": (V, "text"), "startdate": (D, "date"), "enddate": (D, "date"),
+    "isquarter": (V, "bool"), "isyear": (V, "bool"), "lastmodifieddate": (DT, "timestamp")})
 
 # Required: key and cursor only, because a tombstone from ``deletedrecord`` carries nothing else.
 STREAMS: tuple[Stream, ...] = (
@@ -121,9 +129,17 @@ STREAMS: tuple[Stream, ...] = (
            "Invoice lines (mainline = T is the header line); item lines are credits, so amounts are negative"),
     Stream("budget", ("id",), "lastmodifieddate", (), BUDGET.types(), "Budget amounts per account, "
            "department and accounting period"),
+    Stream("department", ("id",), "lastmodifieddate", (), DEPARTMENT.types(), "Departments (names of budget and "
+           "line department ids)"),
+    Stream("account", ("id",), "lastmodifieddate", (), GL_ACCOUNT.types(), "General-ledger accounts (names of "
+           "budget account ids)"),
+    Stream("accountingperiod", ("id",), "lastmodifieddate", (), ACCOUNTING_PERIOD.types(), "Accounting periods "
+           "(dates of budget period ids)"),
 )
-TABLES = {"customer": CUSTOMER, "transaction": TRANSACTION, "budget": BUDGET}
-DELETED_TYPES = {"customer": "customer", "transaction": "invoice", "budget": "budget"}
+TABLES = {"customer": CUSTOMER, "transaction": TRANSACTION, "budget": BUDGET, "department": DEPARTMENT,
+          "account": GL_ACCOUNT, "accountingperiod": ACCOUNTING_PERIOD}
+DELETED_TYPES = {"customer": "customer", "transaction": "invoice", "budget": "budget", "department": "department",
+                 "account": "account", "accountingperiod": "accountingperiod"}
 """``deletedrecord.recordtype`` of each stream's records."""
 HISTORY = {"transaction"}
 DEFAULTS: dict[str, Any] = {
@@ -232,7 +248,8 @@ def base_url(url: str, account_id: str) -> str:
 
 
 def source(ctx: SourceContext) -> Any:
-    """The dlt source: customers, invoices (+ lines as a transformer of invoices) and budgets."""
+    """The dlt source: customers, invoices (+ lines as a transformer of invoices), budgets and the lookups
+    that name budget ids (departments, GL accounts, accounting periods)."""
     options = {**DEFAULTS, **ctx.options}
     client_id = options["client_id"]
     if not client_id:
@@ -293,7 +310,8 @@ def source(ctx: SourceContext) -> Any:
         readers = {stream.name: resource(stream) for stream in STREAMS if stream.name in TABLES}
         transaction_lines = dlt.transformer(read_lines, data_from=readers["transaction"],
                                             **lines.hints(), merge_key="transaction_id")
-        return [readers["customer"], readers["transaction"], transaction_lines, readers["budget"]]
+        return [readers["customer"], readers["transaction"], transaction_lines, readers["budget"],
+                readers["department"], readers["account"], readers["accountingperiod"]]
 
     return netsuite()
 

@@ -116,8 +116,10 @@ def test_requests_are_the_documented_ones(small_company: Company, serve: Callabl
         if table == "deletedrecord":
             table += ":" + query.split("recordtype = '")[1].split("'")[0]
         queries.setdefault(table, query)
+    lookups = {"department", "account", "accountingperiod"}
     assert set(queries) == {"customer", "transaction", "transactionline", "budget", "deletedrecord:customer",
-                            "deletedrecord:invoice", "deletedrecord:budget"}
+                            "deletedrecord:invoice", "deletedrecord:budget",
+                            *lookups, *(f"deletedrecord:{name}" for name in lookups)}
     since = "TO_DATE('1999-12-31 16:00:00', 'YYYY-MM-DD HH24:MI:SS')"  # 2000-01-01 UTC, Pacific time
     dt = "'YYYY-MM-DD HH24:MI:SS'"
     assert queries["customer"] == (
