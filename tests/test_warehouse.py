@@ -255,3 +255,12 @@ def test_postgres_readers_are_read_only(postgres_url: str) -> None:
         with pytest.raises(WarehouseError, match="read-only"):
             r.query("CREATE TABLE marts.b AS SELECT 1")
         assert r.query("SELECT a FROM marts.a").num_rows == 1  # the reader survives a failed statement
+
+
+def test_string_column_with_an_empty_first_chunk_round_trips(wh: Warehouse) -> None:
+    """pandas string columns concatenated with an empty frame arrive as chunked large_string; on PostgreSQL the
+    CSV COPY once got NUL bytes for them."""
+    names = pa.chunked_array([pa.array([], pa.large_string()), pa.array(["a", None], pa.large_string())])
+    wh.publish(lambda b: b.write_table("marts", "names", pa.table({"name": names})))
+    with wh.reader() as r:
+        assert r.query("SELECT name FROM marts.names").column("name").to_pylist() == ["a", None]

@@ -73,7 +73,9 @@ def to_csv(table: pa.Table) -> bytes:
     if table.num_rows == 0:
         return b""
     buf = io.BytesIO()
-    pacsv.write_csv(table, buf, pacsv.WriteOptions(include_header=False, quoting_style="all_valid"))
+    # One chunk per column: pyarrow's CSV writer emits NUL bytes for a large_string column whose first
+    # chunk is empty (pandas string columns after a concat with an empty frame), which COPY rejects.
+    pacsv.write_csv(table.combine_chunks(), buf, pacsv.WriteOptions(include_header=False, quoting_style="all_valid"))
     return buf.getvalue()
 
 
