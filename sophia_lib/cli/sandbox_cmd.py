@@ -103,13 +103,20 @@ def _advance_running_simulator(minutes: int) -> dict | None:
 
 
 @app.command()
-def serve() -> None:
+def serve(
+    follow_clock: bool = typer.Option(
+        False, "--follow-clock",
+        help="Advance the company to the wall clock at start and every --tick-minutes (the demo does).",
+    ),
+    tick_minutes: int = typer.Option(5, "--tick-minutes", min=1, help="How often --follow-clock advances."),
+) -> None:
     """Run the vendor API simulator and the identity provider until Ctrl-C.
 
     Prints each vendor's base URL and demo credentials, and the identity provider's demo users.
     Uses the cached company for sandbox.size/seed (generating it the first time).
     """
     import threading
+    import time
 
     from sophia_lib.processes import ignore_further_signals, stop_on_signals
     from sophia_lib.sandbox.services import prepare_company, start_sandbox_services
@@ -117,13 +124,20 @@ def serve() -> None:
     stop_on_signals()
     cfg = load_config()
     services = start_sandbox_services(cfg, prepare_company(cfg, typer.echo))
+    if follow_clock:
+        minutes = services.sandbox.catch_up()
+        typer.echo(f"sandbox: clock at {services.sandbox.company.now:%Y-%m-%d %H:%M} UTC"
+                   + (f" (caught up {minutes:,} minutes)" if minutes else ""))
     for line in services.describe():
         typer.echo(line)
     typer.echo("Press Ctrl-C to stop.")
     stop = threading.Event()
+    next_tick = time.monotonic() + tick_minutes * 60
     try:
         while not stop.wait(0.5):  # a timed wait keeps Ctrl-C (SIGINT) responsive
-            pass
+            if follow_clock and time.monotonic() >= next_tick:
+                services.sandbox.catch_up()
+                next_tick = time.monotonic() + tick_minutes * 60
     except KeyboardInterrupt:
         typer.echo("stopping …")
     finally:

@@ -157,3 +157,13 @@ def test_formats() -> None:
     with pytest.raises(ValueError):
         decode_cursor("%%%")
     assert drift({"id": 1, "a": "x"}, {"change": "removed_field"}) == {"id": 1}
+
+
+def test_catch_up_advances_to_the_wall_clock_once(fresh_company: Company) -> None:
+    sandbox = Sandbox(fresh_company, vendors=["slack"])
+    start = pd.Timestamp(fresh_company.now)
+    target = start + pd.Timedelta(days=2, minutes=7, seconds=30)
+    assert sandbox.catch_up(target) == 2 * 24 * 60 + 7
+    assert fresh_company.now == start + pd.Timedelta(days=2, minutes=7)
+    assert sandbox.catch_up(target) == 0  # already there
+    assert sandbox.catch_up(start) == 0  # a wall clock behind the company never moves it back

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import pandas as pd
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -51,6 +52,17 @@ class Sandbox:
             if self.on_advance is not None:
                 self.on_advance(self.company)
         return changes.counts()
+
+    def catch_up(self, now: pd.Timestamp | None = None) -> int:
+        """Advance the company to the wall clock (whole minutes); returns the minutes advanced (0 when the
+        company is already there or ahead). The demo calls it at start and then every few minutes, so its
+        data is as fresh as a real company's and each refresh finds new changes to sync."""
+        now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
+        minutes = int((now - pd.Timestamp(self.company.now).tz_convert("UTC")).total_seconds() // 60)
+        if minutes <= 0:
+            return 0
+        self.advance(minutes)
+        return minutes
 
     def app(self) -> Starlette:
         routes: list[Any] = [Mount(f"/{name}", routes=v.starlette_routes()) for name, v in self.vendors.items()]
