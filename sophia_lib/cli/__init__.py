@@ -9,7 +9,16 @@ import sys
 
 import typer
 
-from sophia_lib.cli import config_cmd, credentials_cmd, demo_cmd, doctor_cmd, sources_cmd, sync_cmd, warehouse_cmd
+from sophia_lib.cli import (
+    config_cmd,
+    credentials_cmd,
+    demo_cmd,
+    doctor_cmd,
+    metrics_cmd,
+    sources_cmd,
+    sync_cmd,
+    warehouse_cmd,
+)
 from sophia_lib.errors import ConfigError, SophiaError
 
 cli = typer.Typer(
@@ -23,6 +32,7 @@ cli.add_typer(config_cmd.app, name="config")
 cli.add_typer(warehouse_cmd.app, name="warehouse")
 cli.add_typer(credentials_cmd.app, name="credentials")
 cli.add_typer(sources_cmd.app, name="sources")
+cli.add_typer(metrics_cmd.app, name="metrics")
 cli.command("sync")(sync_cmd.sync)
 cli.command("doctor")(doctor_cmd.doctor)
 cli.command("demo")(demo_cmd.demo)
