@@ -1,10 +1,12 @@
 """`sophia demo`: the whole platform on its embedded defaults, started in the right order.
 
-1. the sandbox (vendor simulator + identity provider) as its own process, as the real vendors would be;
+1. the sandbox (vendor simulator + identity provider) as its own process, as the real vendors would be,
+   its company kept at the wall clock (`--follow-clock`) so every refresh finds new changes;
 2. a sync of every source through the real connectors into the raw store (incremental after the first);
-3. a published warehouse snapshot;
-then it prints what to open and runs until Ctrl-C, which stops everything it started. Later surfaces
-(hub, dashboards, scheduler) join here as they land.
+3. a published warehouse snapshot with core and marts built by the transforms;
+4. the hub (JupyterHub, signing in through the sandbox identity provider) with its services: the query
+   door, and the dashboards and scheduler services where their commands exist;
+then it prints what to open and the demo logins, and runs until Ctrl-C, which stops everything it started.
 """
 
 from __future__ import annotations
@@ -106,15 +108,34 @@ def _sandbox_lines(output: str) -> list[str]:
     return text[start:]
 
 
+def _hub_lines(config: SophiaConfig) -> list[str]:
+    """The hub's URL and one demo login per Sophia role."""
+    from sophia_lib.roles import ROLES, role_for_groups
+    from sophia_lib.sandbox.idp import demo_users
+
+    first: dict[str, tuple[str, str]] = {}
+    for user in demo_users():
+        role = role_for_groups(user.groups, config.hub.group_roles)
+        if role is not None and len(user.groups) == 1:
+            first.setdefault(role, (user.username, user.password))
+    lines = [f"hub                {config.hub.base_url()}/   sign in with the demo identity provider as:"]
+    for role in ROLES:
+        if role in first:
+            name, password = first[role]
+            lines.append(f"  {name:<8} password {password:<14} {role.replace('_', ' ')}")
+    return lines
+
+
 def start_demo(config: SophiaConfig, echo: Echo = print, progress: bool = True) -> DemoPlatform:
     """Start every part that exists; return a handle that stops them."""
+    import sophia_lib.transforms  # noqa: F401 - registers core and marts as the publish build step
     from sophia_lib.sync import run_sync
-    from sophia_lib.warehouse import open_warehouse
+    from sophia_lib.warehouse import build_all, open_warehouse
 
     platform = DemoPlatform()
     try:
         echo(f"sandbox: starting the vendor simulator and identity provider ({config.sandbox.size} company) …")
-        sandbox = start_child(config, "sandbox", "sandbox", "serve")
+        sandbox = start_child(config, "sandbox", "sandbox", "serve", "--follow-clock")
         platform.children.append(sandbox)
         base = f"http://{config.sandbox.host}:{config.sandbox.port}"
         wait_until_ready(sandbox, f"{base}/_control/health", timeout_s=600)
@@ -132,13 +153,19 @@ def start_demo(config: SophiaConfig, echo: Echo = print, progress: bool = True) 
 
         warehouse = open_warehouse(config)
         try:
-            snapshot = warehouse.publish()
+            snapshot = warehouse.publish(build_all)
         finally:
             warehouse.close()
-        echo(f"warehouse: published snapshot {snapshot.id}")
+        echo(f"warehouse: published snapshot {snapshot.id} (core and marts built)")
+
+        echo("hub: starting JupyterHub with the query door and the other services …")
+        hub = start_child(config, "hub", "hub")
+        platform.children.append(hub)
+        wait_until_ready(hub, f"{config.hub.base_url()}/hub/health", timeout_s=180)
         platform.lines = [
             "",
             "Sophia demo is running. Open:",
+            *_hub_lines(config),
             *_sandbox_lines(sandbox.output()),
             f"warehouse          {config.warehouse.url}   snapshot {snapshot.id}",
             "  inspect           .venv/bin/sophia warehouse status   ·   .venv/bin/sophia sources status",

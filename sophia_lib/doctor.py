@@ -54,9 +54,9 @@ def run_checks(config_path: str | Path | None = None) -> list[Check]:
     except SophiaError as exc:
         checks.append(Check("config", "missing", exc.message, exc.fix or "correct the keys named above"))
     if config is not None:
-        checks += [check_var_dir(config), check_warehouse(config), check_app_db(config)]
+        checks += [check_var_dir(config), check_warehouse(config), check_app_db(config), check_isolation(config)]
     else:
-        for name in ("var_dir", "warehouse", "app database"):
+        for name in ("var_dir", "warehouse", "app database", "isolation"):
             checks.append(Check(name, "missing", "not checked: the configuration is invalid",
                                 "fix the config first (sophia config check)"))
     checks += [check_jupyterhub(), check_proxy(), check_gpu(), check_postgres_binaries(),
@@ -177,6 +177,16 @@ def check_app_db(config: SophiaConfig) -> Check:
         return Check("app database", "ok", f"{where}: schema at {state.head}")
     return Check("app database", "warn", f"{where}: schema {state.current}, this version ships {state.head}",
                  f"python -m sophia_lib.appdb upgrade '{where}' (or it upgrades on first use)")
+
+
+def check_isolation(config: SophiaConfig) -> Check:
+    """Whether user servers could read the warehouse, credentials or app DB around the query door."""
+    from sophia_lib.hub.isolation import check_isolation as findings
+
+    found = findings(config)
+    if not found:
+        return Check("isolation", "ok", f"user servers cannot open {config.var_dir} ({config.hub.spawner} spawner)")
+    return Check("isolation", "warn", "; ".join(f.problem for f in found), "; ".join(f.fix for f in found))
 
 
 def _importable(module: str) -> tuple[bool, str]:

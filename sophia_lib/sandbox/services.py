@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sophia_lib.config import SophiaConfig
 from sophia_lib.sandbox.company import Company
-from sophia_lib.sandbox.idp import IdentityProvider, IdpServer
+from sophia_lib.sandbox.idp import IdentityProvider, IdpServer, demo_client
 from sophia_lib.sandbox.simulator.app import Sandbox
 from sophia_lib.sandbox.simulator.server import SandboxServer
 
@@ -98,6 +98,7 @@ def start_sandbox_services(config: SophiaConfig, company: Company, persist: bool
     simulator = SandboxServer(sandbox, config.sandbox.host, config.sandbox.port).start()
     try:
         provider = IdentityProvider(issuer=f"http://{config.sandbox.host}:{config.sandbox.idp_port}",
+                                    clients=[demo_client([config.hub.oauth_callback_url()])],
                                     key_path=config.var_dir / "sandbox" / "idp-key.pem")
         idp = IdpServer(provider, config.sandbox.host, config.sandbox.idp_port).start()
     except BaseException:
