@@ -33,7 +33,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 TRunStatus = Literal["queued", "running", "succeeded", "failed"]
 TStreamStatus = Literal["queued", "running", "succeeded", "failed", "skipped"]
-TJobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+TJobStatus = Literal["queued", "running", "succeeded", "failed", "timed_out", "cancelled"]
+TJobTrigger = Literal["schedule", "catch_up", "manual"]
 TAlertState = Literal["firing", "resolved"]
 TDeliveryKind = Literal["alert", "report"]
 TDeliveryStatus = Literal["pending", "sent", "failed"]
@@ -85,6 +86,7 @@ def _one_of(column: str, values: tuple[str, ...], name: str) -> CheckConstraint:
 RUN_STATUSES: tuple[str, ...] = TRunStatus.__args__
 STREAM_STATUSES: tuple[str, ...] = TStreamStatus.__args__
 JOB_STATUSES: tuple[str, ...] = TJobStatus.__args__
+JOB_TRIGGERS: tuple[str, ...] = TJobTrigger.__args__
 ALERT_STATES: tuple[str, ...] = TAlertState.__args__
 DELIVERY_KINDS: tuple[str, ...] = TDeliveryKind.__args__
 DELIVERY_STATUSES: tuple[str, ...] = TDeliveryStatus.__args__
@@ -138,11 +140,16 @@ class SyncStreamStat(Base):
 
 
 class JobRun(Base):
-    """One attempt of a scheduled job (a papermill notebook run, a refresh, a report)."""
+    """One attempt of a scheduled job (a papermill notebook run, a refresh, a report).
+
+    ``scheduled_for`` is the schedule slot the attempt belongs to (None for a run by hand); the retries
+    of one slot share it. ``output_path`` is the executed notebook (its HTML rendering sits beside it);
+    ``failed_cell_index`` counts the cells of the job's notebook as written, from 0."""
 
     __tablename__ = "job_runs"
     __table_args__ = (
         _one_of("status", JOB_STATUSES, "status"),
+        _one_of("trigger", JOB_TRIGGERS, "trigger"),
         Index(None, "job", "scheduled_for"),
     )
 
@@ -157,6 +164,8 @@ class JobRun(Base):
     output_path: Mapped[str | None] = mapped_column(Text)
     failed_cell_index: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
+    duration_s: Mapped[float | None] = mapped_column(Float)
+    trigger: Mapped[str] = mapped_column(String(16), default="manual")
 
 
 class Alert(Base):
@@ -178,6 +187,12 @@ class Alert(Base):
     acked_by: Mapped[str | None] = mapped_column(String(128))
     snoozed_until: Mapped[datetime | None]
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    kind: Mapped[str] = mapped_column(String(32), default="", server_default="")
+    severity: Mapped[str] = mapped_column(String(16), default="warning", server_default="warning")
+    summary: Mapped[str] = mapped_column(Text, default="", server_default="")
+    link: Mapped[str | None] = mapped_column(String(512))
+    acked_at: Mapped[datetime | None]
+    notified_at: Mapped[datetime | None]
 
 
 class Delivery(Base):
@@ -200,6 +215,8 @@ class Delivery(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
+    subject: Mapped[str | None] = mapped_column(Text)
+    message: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class PublishedDashboard(Base):
