@@ -1,4 +1,4 @@
-"""Looker (API 4.0): saved Looks, and the result rows of each Look.
+"""Looker (API 4.0): saved Looks, the result rows of each Look, and users.
 
 Wire (VENDOR-APIS.md §10): ``POST /api/4.0/login`` (form ``client_id``/``client_secret``) gives a
 one-hour token, sent as ``Authorization: token <access_token>``; Looker has no refresh, so the login
@@ -15,6 +15,9 @@ is repeated before expiry and on a 401.
   each row's values (keyed by Looker's fully scoped field names) are kept as JSON in ``data``. A Look
   whose query fails answers ``[{"looker_error": …}]``; that Look is quarantined with Looker's message,
   and the other Looks still load.
+* ``users``: ``GET /api/4.0/users`` (``limit``/``offset`` paging, sorted by id, only the fields below), read in
+  full each sync and **replaced**: a deleted user drops out of the list, and out of the table; a disabled one
+  stays, with ``is_disabled``. Their ids are the Looks' ``user_id``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from dlt.sources.helpers.rest_client.paginators import OffsetPaginator
 
 from sophia_lib.connectors import register
 from sophia_lib.connectors._auth import LoginAuth
+from sophia_lib.connectors._streams import snapshot_hints, unique
 from sophia_lib.connectors.spec import Connector, SourceContext, Stream
 
 API = "/api/4.0"
@@ -38,6 +42,8 @@ ROW_LIMIT = 5000
 LOOK_FIELDS = ("id,title,description,created_at,updated_at,deleted,deleted_at,folder_id,user_id,query_id,"
                "model,view_count,public")
 
+USER_FIELDS = "id,first_name,last_name,display_name,email,is_disabled"
+
 LOOKS = Stream("looks", ("id",), cursor="updated_at", required=("title",),
                columns={"id": "text", "title": "text", "description": "text", "model": "text", "folder_id": "text",
                         "user_id": "text", "query_id": "text", "view_count": "bigint", "public": "bool",
@@ -46,6 +52,10 @@ LOOKS = Stream("looks", ("id",), cursor="updated_at", required=("title",),
 LOOK_RESULTS = Stream("look_results", ("look_id", "row_number"), required=("data",),
                       columns={"look_id": "text", "row_number": "bigint", "data": "json"},
                       description="Each live Look's result rows, replaced every sync")
+USERS = Stream("users", ("id",),
+               columns={"id": "text", "first_name": "text", "last_name": "text", "display_name": "text",
+                        "email": "text", "is_disabled": "bool"},
+               description="Looker users (owners of Looks), disabled ones included; replaced every sync")
 
 
 def flatten_look(look: dict[str, Any]) -> dict[str, Any]:
@@ -58,6 +68,12 @@ def flatten_look(look: dict[str, Any]) -> dict[str, Any]:
             "deleted": bool(look.get("deleted"))}
 
 
+def flatten_user(user: dict[str, Any]) -> dict[str, Any]:
+    return {"id": str(user["id"]) if user.get("id") is not None else None, "first_name": user.get("first_name"),
+            "last_name": user.get("last_name"), "display_name": user.get("display_name"), "email": user.get("email"),
+            "is_disabled": user.get("is_disabled")}
+
+
 def result_rows(look_id: str, rows: list[Any]) -> list[dict[str, Any]]:
     """A Look's run → one record per row; a ``looker_error`` answer → one record without data (quarantined)."""
     if len(rows) == 1 and isinstance(rows[0], dict) and "looker_error" in rows[0]:
@@ -66,7 +82,7 @@ def result_rows(look_id: str, rows: list[Any]) -> list[dict[str, Any]]:
 
 
 def source(ctx: SourceContext) -> Any:
-    """The dlt source of Looks and their results."""
+    """The dlt source of Looks, their results and users."""
     auth = LoginAuth(ctx.name, ctx.url(f"{API}/login"), {"client_id": str(ctx.options["client_id"]),
                                                           "client_secret": ctx.secret("client_secret")},
                      scheme="token")
@@ -74,10 +90,12 @@ def source(ctx: SourceContext) -> Any:
     row_limit = int(ctx.options.get("row_limit") or ROW_LIMIT)
     page_size = int(ctx.options.get("page_size") or PAGE_SIZE)
 
-    def search(deleted: bool) -> Iterator[list[dict[str, Any]]]:
-        params = {"deleted": str(deleted).lower(), "sorts": "id", "fields": LOOK_FIELDS}
+    def listing(path: str, params: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
         paginator = OffsetPaginator(limit=page_size, total_path=None, stop_after_empty_page=True)
-        yield from client.paginate("/looks/search", params=params, paginator=paginator, hooks=OWN_ERRORS)
+        yield from client.paginate(path, params=params, paginator=paginator, hooks=OWN_ERRORS)
+
+    def search(deleted: bool) -> Iterator[list[dict[str, Any]]]:
+        return listing("/looks/search", {"deleted": str(deleted).lower(), "sorts": "id", "fields": LOOK_FIELDS})
 
     @dlt.resource(**LOOKS.hints())
     def looks() -> Iterator[Any]:
@@ -93,18 +111,24 @@ def source(ctx: SourceContext) -> Any:
                                                                      "apply_formatting": "false"}).json()
             yield from ctx.emit(LOOK_RESULTS, result_rows(look_id, page if isinstance(page, list) else []))
 
+    @dlt.resource(**snapshot_hints(USERS))
+    def users() -> Iterator[Any]:
+        seen: set[tuple[Any, ...]] = set()
+        for page in listing("/users", {"sorts": "id", "fields": USER_FIELDS}):
+            yield from ctx.emit(USERS, unique([flatten_user(u) for u in page], USERS.primary_key, seen))
+
     @dlt.source(name="looker", max_table_nesting=0)
     def looker() -> list[Any]:
-        return [looks, look_results]
+        return [looks, look_results, users]
 
     return looker()
 
 
 register(Connector(
     name="looker", title="Looker", default_base_url="https://example.cloud.looker.com",
-    credentials=("client_secret",), streams=(LOOKS, LOOK_RESULTS), source=source,
+    credentials=("client_secret",), streams=(LOOKS, LOOK_RESULTS, USERS), source=source,
     options={"client_id": None, "row_limit": ROW_LIMIT, "page_size": PAGE_SIZE},
     docs="base_url is your instance (https://<instance>.cloud.looker.com); an API3 key pair of a user allowed to "
-         "see the Looks: options.client_id and the secret client_secret. look_results is replaced every sync "
-         "(row_limit rows per Look at most).",
+         "see the Looks and the users (permission see_users): options.client_id and the secret client_secret. "
+         "look_results is replaced every sync (row_limit rows per Look at most).",
 ))

@@ -1,4 +1,4 @@
-"""Notion: databases and pages (workspace pages and database rows) over the public API, version 2022-06-28.
+"""Notion: databases, pages (workspace pages and database rows) and users over the public API, version 2022-06-28.
 
 Wire (VENDOR-APIS.md §9), every call with ``Authorization: Bearer <integration token>`` and
 ``Notion-Version``, paced at ``options["rate_per_s"]`` (Notion's budget is about 3 requests/s):
@@ -18,6 +18,10 @@ Wire (VENDOR-APIS.md §9), every call with ``Authorization: Bearer <integration 
   and ids it loaded before that are no longer listed become tombstones. The known ids are kept in
   the resource's dlt state, stored with the data (about 40 bytes a page). A trashed page that does
   come back in a listing is a tombstone too.
+* ``users``: ``GET /v1/users`` (``start_cursor``/``page_size`` query parameters), the workspace's members
+  and bots, read in full each sync and **replaced**: a removed member drops out of the list, and out of the
+  table. ``person.email`` is sent only when the integration has the "Read user information including email
+  addresses" capability; without it ``email`` is empty and page authors stay bare ids downstream.
 * Versions: only ``2022-06-28`` is spoken (2025-09-03 moves queries to data sources; see §9).
 """
 
@@ -34,6 +38,7 @@ from dlt.sources.helpers.rest_client.paginators import JSONResponseCursorPaginat
 
 from sophia_lib.connectors import register
 from sophia_lib.connectors._auth import HeaderAuth
+from sophia_lib.connectors._streams import new_fields, snapshot_hints, unique
 from sophia_lib.connectors.errors import SourceConfigError
 from sophia_lib.connectors.spec import Connector, SourceContext, Stream, coerce, incremental
 
@@ -51,6 +56,9 @@ DATABASES = Stream("databases", ("id",), cursor="last_edited_time", columns={**_
 PAGES = Stream("pages", ("id",), cursor="last_edited_time", required=("parent_type",),
                columns={**_COMMON, "database_id": "text", "properties": "json"},
                description="Notion pages: database rows (database_id set, properties as JSON) and workspace pages")
+USERS = Stream("users", ("id",), required=("type",),
+               columns={"id": "text", "type": "text", "name": "text", "email": "text", "avatar_url": "text"},
+               description="Workspace members (type person, with person.email) and bots; replaced every sync")
 
 
 # --- flattening ------------------------------------------------------------------------------------------
@@ -102,6 +110,16 @@ def flatten_database(db: dict[str, Any]) -> dict[str, Any]:
     return {**_common(db), "title": _plain(db.get("title")), "property_names": sorted(db.get("properties") or {})}
 
 
+_READ_USER = frozenset({"object", "id", "type", "name", "avatar_url", "person", "bot"})
+
+
+def flatten_user(user: dict[str, Any]) -> dict[str, Any]:
+    """A user object → its row; a person's e-mail is under ``person.email``, a bot has none."""
+    person = user.get("person") if isinstance(user.get("person"), dict) else {}
+    return {"id": user.get("id"), "type": user.get("type"), "name": user.get("name"), "email": person.get("email"),
+            "avatar_url": user.get("avatar_url"), **new_fields(user, _READ_USER)}
+
+
 def _deleted(row: dict[str, Any]) -> bool:
     return bool(row.get("trashed"))
 
@@ -128,6 +146,11 @@ class _Reader:
             yield fresh
             if len(fresh) < len(page):
                 return
+
+    def users(self) -> Iterator[list[dict[str, Any]]]:
+        paginator = JSONResponseCursorPaginator(cursor_path="next_cursor", cursor_param="start_cursor")
+        yield from self.client.paginate("/v1/users", params={"page_size": PAGE_SIZE}, data_selector="results",
+                                        paginator=paginator, hooks=OWN_ERRORS)
 
     def query(self, database_id: str, since: datetime | None) -> Iterator[list[dict[str, Any]]]:
         body: dict[str, Any] = {"sorts": [{"timestamp": "last_edited_time", "direction": "ascending"}],
@@ -180,7 +203,7 @@ class _Known:
 
 
 def source(ctx: SourceContext) -> Any:
-    """The dlt source of Notion databases and pages (see the module docstring)."""
+    """The dlt source of Notion databases, pages and users (see the module docstring)."""
     version = str(ctx.options.get("notion_version") or VERSION)
     if version != VERSION:
         raise SourceConfigError(ctx.name, f"Notion-Version {version!r} is not supported; this connector speaks "
@@ -233,18 +256,25 @@ def source(ctx: SourceContext) -> Any:
             known.commit(gone)
         known.save(known.due)
 
+    @dlt.resource(**snapshot_hints(USERS))
+    def users() -> Iterator[Any]:
+        seen: set[tuple[Any, ...]] = set()
+        for page in reader.users():
+            yield from ctx.emit(USERS, unique([flatten_user(u) for u in page], USERS.primary_key, seen))
+
     @dlt.source(name="notion", max_table_nesting=0)
     def notion() -> list[Any]:
-        return [databases, pages]
+        return [databases, pages, users]
 
     return notion()
 
 
 register(Connector(
     name="notion", title="Notion", default_base_url="https://api.notion.com", credentials=("integration_token",),
-    streams=(DATABASES, PAGES), source=source,
+    streams=(DATABASES, PAGES, USERS), source=source,
     options={"notion_version": VERSION, "rate_per_s": RATE_PER_S, "reconcile_every_hours": 24},
     docs="An internal integration token (Settings → Connections → Develop integrations), with the pages and "
-         "databases to sync shared with the integration. Deletes (trash) are found by a reconciliation every "
-         "reconcile_every_hours; rate_per_s paces requests under Notion's ~3 requests/s.",
+         "databases to sync shared with the integration, and the \"Read user information including email "
+         "addresses\" capability (so page authors can be matched to employees). Deletes (trash) are found by a "
+         "reconciliation every reconcile_every_hours; rate_per_s paces requests under Notion's ~3 requests/s.",
 ))

@@ -41,7 +41,7 @@ def knowledge_pages(pages: pd.DataFrame, refs: pd.DataFrame, employees: pd.DataF
         "page_key": page["page_key"], "notion_id": page["notion_id"], "title": page["title"],
         "database": page["database"], "author_employee_key": page["author_employee_key"],
         "author_name": page["author_employee_key"].map(staff["full_name"]),
-        "author_team": page["author_employee_key"].map(teams).fillna(UNASSIGNED),
+        "author_team": page["author_employee_key"].map(teams).astype("string").fillna(UNASSIGNED),
         "last_edited_by_employee_key": page["last_edited_by_employee_key"],
         "created_at": page["created_at"], "created_week": as_date(week_start(page["created_at"])),
         "last_edited_at": page["last_edited_at"], "days_since_edit": idle.astype("Float64"),
@@ -56,16 +56,16 @@ def knowledge_use(pages: pd.DataFrame, messages: pd.DataFrame, refs: pd.DataFram
                   as_of: datetime) -> pd.DataFrame:
     """``marts.knowledge_use``: one row per team and week."""
     page = pages[pages["object"] == "page"]
-    created = pd.DataFrame({"team": page["author_employee_key"].map(team_of).fillna(UNASSIGNED),
+    created = pd.DataFrame({"team": page["author_employee_key"].map(team_of).astype("string").fillna(UNASSIGNED),
                             "week": week_start(page["created_at"]), "author": page["author_employee_key"],
                             "words": page["word_count"].fillna(0)})
-    edited = pd.DataFrame({"team": page["last_edited_by_employee_key"].map(team_of).fillna(UNASSIGNED),
+    edited = pd.DataFrame({"team": page["last_edited_by_employee_key"].map(team_of).astype("string").fillna(UNASSIGNED),
                            "week": week_start(page["last_edited_at"])})
     human = messages[~messages["is_bot"].fillna(False).astype(bool)]
-    chat = pd.DataFrame({"team": human["employee_key"].map(team_of).fillna(UNASSIGNED),
+    chat = pd.DataFrame({"team": human["employee_key"].map(team_of).astype("string").fillna(UNASSIGNED),
                          "week": week_start(human["sent_at"])})
     links = refs[refs["ref_type"] == "notion_page"]
-    shared = pd.DataFrame({"team": links["employee_key"].map(team_of).fillna(UNASSIGNED),
+    shared = pd.DataFrame({"team": links["employee_key"].map(team_of).astype("string").fillna(UNASSIGNED),
                            "week": week_start(links["sent_at"]), "page": links["ref_key"]})
     parts = [f[["team", "week"]] for f in (created, edited, chat, shared)]
     grid = team_week_grid(pd.concat(parts, ignore_index=True).astype({"team": "string"}),

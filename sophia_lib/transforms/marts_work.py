@@ -43,7 +43,7 @@ def team_productivity(tasks: pd.DataFrame, messages: pd.DataFrame, employees: pd
     team_of = employee_teams(employees, tasks)
     msgs = messages.loc[~messages["is_bot"].fillna(False).astype(bool),
                         ["sent_at", "employee_key", "is_reply", "is_thread_root"]].copy()
-    msgs["team"] = msgs["employee_key"].map(team_of).fillna(UNASSIGNED)
+    msgs["team"] = msgs["employee_key"].map(team_of).astype("string").fillna(UNASSIGNED)
     work = tasks[["team", "system", "state", "created_at", "started_at", "completed_at", "canceled_at", "closed_at",
                   "estimate"]].copy()
     work["team"] = work["team"].fillna(UNASSIGNED)

@@ -31,6 +31,8 @@ def assert_equals_truth(run: ConnectorRun, server: SandboxServer, values: bool =
     looks, results = truth(server)
     keys = run.keys("looks")
     assert len(keys) == len(set(keys)) and set(keys) == looks
+    users = run.keys("users")
+    assert len(users) == len(set(users)) and set(users) == set(server.sandbox.vendors["looker"].users)
     got = run.rows("look_results", "look_id, row_number, data")
     assert len({(r[0], r[1]) for r in got}) == len(got), "duplicated result rows"
     assert {(r[0], r[1]) for r in got} == {(i, n) for i, rows in results.items() for n in range(len(rows))}
@@ -50,6 +52,11 @@ def test_full_sync_equals_vendor(small_company: Company, serve: Callable[..., Sa
     rows = {r[0]: r[1:] for r in run.rows("looks", "id, title, model, query_id")}
     assert rows[look["id"]] == (look["title"], look["model"]["id"], look["query_id"])
     assert run.count("look_results") > 0 and not run.last_context.quarantine
+    users = {r[0]: r[1:] for r in run.rows("users", "id, first_name, last_name, display_name, email, is_disabled")}
+    for user in vendor.users.values():
+        assert users[user["id"]] == (user["first_name"], user["last_name"], user["display_name"], user["email"],
+                                     user["is_disabled"])
+    assert {owner for (owner,) in run.rows("looks", "distinct user_id")} <= set(users)  # owners are users
 
 
 def test_requests_are_lookers(small_company: Company, serve: Callable[..., SandboxServer], tmp_path: Path,
@@ -70,11 +77,15 @@ def test_requests_are_lookers(small_company: Company, serve: Callable[..., Sandb
             paths.add(f"search deleted={query['deleted']}")
             assert query["sorts"] == "id" and query["limit"] == "100" and "offset" in query
             assert "title" in query["fields"].split(",")
+        elif path == "/users":
+            paths.add("users")
+            assert query == {"sorts": "id", "limit": "100", "offset": query["offset"],
+                             "fields": "id,first_name,last_name,display_name,email,is_disabled"}
         else:
             assert path.startswith("/looks/") and path.endswith("/run/json")
             paths.add("run")
             assert query == {"limit": "5000", "apply_formatting": "false"}
-    assert paths == {"search deleted=false", "search deleted=true", "run"}
+    assert paths == {"search deleted=false", "search deleted=true", "run", "users"}
     runs = [r for r in capture if r.request.url.split("?")[0].endswith("/run/json")]
     assert len(runs) == len(truth(server)[0])
 
@@ -102,6 +113,27 @@ def test_later_sync_replaces_results_and_removes_deleted_looks(fresh_company: Co
     assert str(looks.loc[gone, "system_id"]) not in run.keys("looks")
 
 
+def test_users_page_and_are_replaced(fresh_company: Company, serve: Callable[..., SandboxServer],
+                                     tmp_path: Path) -> None:
+    """Users page through limit/offset; a deleted user leaves the table, a deactivated one stays disabled."""
+    server = serve(fresh_company, ["looker"])
+    run = ConnectorRun.against(server, "looker", tmp_path, page_size=4)
+    run.sync()
+    assert_equals_truth(run, server)
+    presence = fresh_company.tables["presence"]
+    mine = presence.index[(presence["entity"] == "employee") & (presence["system"] == "looker")]
+    removed, left = mine[-1], mine[-2]
+    presence.loc[removed, "deleted_at"] = fresh_company.now
+    staff = fresh_company.tables["employees"]
+    staff.loc[staff["employee_id"] == presence.loc[left, "entity_id"], "is_active"] = False
+    server.sandbox.vendors["looker"].render()
+    run.sync()
+    assert_equals_truth(run, server)
+    assert presence.loc[removed, "system_id"] not in run.keys("users")
+    disabled = dict(run.rows("users", "id, is_disabled"))
+    assert disabled[presence.loc[left, "system_id"]] is True and sum(disabled.values()) == 1
+
+
 FAULTS = [
     ("throttle", "/api/4.0/looks/*", {"count": 2}),
     ("server_error", "/api/4.0/looks/*", {"count": 3}),
@@ -112,10 +144,13 @@ FAULTS = [
     ("token_expiry", "/api/4.0/looks/*/run/json", {"count": 1}),
     ("schema_drift", "/api/4.0/looks/*/run/json", {"count": 2, "change": "new_field", "field": "sophia_new"}),
     ("duplicate_record", "/api/4.0/looks/search", {"count": 3}),
+    ("duplicate_record", "/api/4.0/users", {"count": 3}),
+    ("server_error", "/api/4.0/users", {"count": 2}),
 ]
 
 
-@pytest.mark.parametrize(("kind", "endpoint", "params"), FAULTS, ids=[f[0] for f in FAULTS])
+@pytest.mark.parametrize(("kind", "endpoint", "params"), FAULTS,
+                         ids=[f[0] + ("-users" if f[1].endswith("/users") else "") for f in FAULTS])
 def test_fault_recovers(kind: str, endpoint: str, params: dict[str, Any], small_company: Company,
                         serve: Callable[..., SandboxServer], tmp_path: Path) -> None:
     server = serve(small_company, ["looker"])

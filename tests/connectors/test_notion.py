@@ -7,13 +7,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 import pandas as pd
 import pytest
 import requests
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from sophia_lib.connectors import connector
+from sophia_lib.connectors import connector, notion
 from sophia_lib.connectors.errors import SourceAuthError, SourceUnavailableError
 from sophia_lib.sandbox.company import Company
 from sophia_lib.sandbox.simulator.server import SandboxServer
@@ -25,9 +26,11 @@ FAST = {"rate_per_s": 1000.0}
 
 def truth(server: SandboxServer) -> dict[str, set[str]]:
     """Live (not trashed) ids per stream, as the simulator holds them."""
-    tables = server.sandbox.vendors["notion"].tables
-    return {stream: {r["id"] for r, gone in zip(tables[stream].records, tables[stream].deleted, strict=True)
-                     if not gone} for stream in ("databases", "pages")}
+    vendor = server.sandbox.vendors["notion"]
+    tables = vendor.tables
+    return {**{stream: {r["id"] for r, gone in zip(tables[stream].records, tables[stream].deleted, strict=True)
+                        if not gone} for stream in ("databases", "pages")},
+            "users": {u["id"] for u in vendor.users}}
 
 
 def assert_equals_truth(run: ConnectorRun, server: SandboxServer) -> None:
@@ -51,6 +54,36 @@ def test_full_sync_equals_vendor(small_company: Company, serve: Callable[..., Sa
     assert json.loads(got[3])["Words"] == row["properties"]["Words"]["number"]
     assert run.rows("pages", "count(*) filter (where parent_type = 'workspace')")[0][0] > 0
     assert not run.last_context.quarantine
+    users = {r[0]: r[1:] for r in run.rows("users", "id, type, name, email")}
+    for user in server.sandbox.vendors["notion"].users:
+        assert users[user["id"]] == (user["type"], user["name"], (user.get("person") or {}).get("email"))
+    authors = {a for (a,) in run.rows("pages", "distinct created_by_id")}
+    assert authors <= set(users)  # page authors resolve to users with names and e-mails
+
+
+def test_users_are_replaced_each_sync(fresh_company: Company, serve: Callable[..., SandboxServer],
+                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      capture: list[requests.Response]) -> None:  # noqa: F811
+    """Users page through start_cursor; a member removed from the workspace drops out of /v1/users and out of
+    the table on the next sync."""
+    monkeypatch.setattr(notion, "PAGE_SIZE", 10)
+    server = serve(fresh_company, ["notion"])
+    run = ConnectorRun.against(server, "notion", tmp_path, **FAST)
+    run.sync()
+    listed = [r for r in capture if r.request.method == "GET"]
+    assert len(listed) > 1 and "start_cursor" not in listed[0].request.url
+    for before, after in zip(listed[:-1], listed[1:], strict=True):
+        assert f"start_cursor={before.json()['next_cursor']}" in after.request.url
+    vendor = server.sandbox.vendors["notion"]
+    assert len(run.keys("users")) == len(vendor.users) > 10
+    gone = vendor.users[0]["id"]
+    presence = fresh_company.tables["presence"]
+    presence.loc[(presence["system"] == "notion") & (presence["system_id"] == gone), "deleted_at"] = fresh_company.now
+    vendor.render()
+    assert gone not in truth(server)["users"]
+    run.sync()
+    assert_equals_truth(run, server)
+    assert gone not in run.keys("users")
 
 
 def test_requests_are_notions(small_company: Company, serve: Callable[..., SandboxServer], tmp_path: Path,
@@ -62,9 +95,16 @@ def test_requests_are_notions(small_company: Company, serve: Callable[..., Sandb
     kinds = set()
     for response in capture:
         request = response.request
-        assert request.method == "POST"
         assert request.headers["Notion-Version"] == "2022-06-28"
         assert request.headers["Authorization"] == "Bearer " + run.credentials["integration_token"]
+        if request.method == "GET":  # GET /v1/users: paged with query parameters, no body
+            url = urlparse(request.url)
+            query = {k: v[0] for k, v in parse_qs(url.query).items()}
+            assert request.url.split("?")[0] == base + "/v1/users" and query["page_size"] == "100"
+            assert request.body is None
+            kinds.add("users")
+            continue
+        assert request.method == "POST"
         body = json.loads(request.body)
         assert body["page_size"] == 100
         if request.url == base + "/v1/search":
@@ -75,7 +115,7 @@ def test_requests_are_notions(small_company: Company, serve: Callable[..., Sandb
             kinds.add("query")
             assert body["sorts"] == [{"timestamp": "last_edited_time", "direction": "ascending"}]
             assert "filter" not in body  # the first sync reads everything
-    assert kinds == {"search:page", "search:database", "query"}
+    assert kinds == {"search:page", "search:database", "query", "users"}
     paged = [(json.loads(r.request.body), r.json()) for r in capture if r.request.url == base + "/v1/search"
              and json.loads(r.request.body)["filter"]["value"] == "page"]
     assert len(paged) == 2 and "start_cursor" not in paged[0][0]  # 150 pages, 100 a page
@@ -95,7 +135,7 @@ def test_incremental_reads_only_changes(fresh_company: Company, serve: Callable[
     started = time.monotonic()
     run.sync()
     seconds = time.monotonic() - started
-    records = sum(len(r.json()["results"]) for r in capture)
+    records = sum(len(r.json()["results"]) for r in capture if r.request.method == "POST")  # users: a snapshot
     print(f"\nnotion full: {full[0]} requests, {full[1]} rows, {full[2]:.2f}s; incremental: "
           f"{requests_sent(run)} requests, {records} records, {seconds:.2f}s; changes {changes['pages']}")
     assert_equals_truth(run, server)

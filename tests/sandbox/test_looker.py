@@ -213,3 +213,47 @@ def test_advance_changes_what_looks_return(fresh_company: Company, serve: Callab
         "model": "sophia_revenue", "view": "conversations", "fields": ["conversations.count"],
         "filters": {"conversations.created_time": f"after {since}"}}).json()
     assert recent == [{"conversations.count": created}]
+
+
+def test_users_conform_and_are_the_look_owners(fresh_company: Company, serve: Callable[..., SandboxServer]) -> None:
+    server = serve(fresh_company, ["looker"])
+    auth = login(server)
+    every = httpx.get(api(server) + "/users", headers=auth)
+    check_response("/users", "get", every)
+    present = fresh_company.presence_of("employee", "looker")
+    assert sorted(u["id"] for u in every.json()) == sorted(present["system_id"])
+    employees = fresh_company["employees"].set_index("employee_id")
+    for user in every.json():
+        row = present.set_index("system_id").loc[user["id"]]
+        emp = employees.loc[row["entity_id"]]
+        assert (user["first_name"], user["last_name"]) == (emp["first_name"], emp["last_name"])
+        assert user["display_name"] == f"{emp['first_name']} {emp['last_name']}"
+        assert user["email"] == row["email"] and user["credentials_email"]["email"] == row["email"]
+        assert user["is_disabled"] is False
+    looks = httpx.get(api(server) + "/looks", headers=auth).json()
+    assert {x["user_id"] for x in looks} <= {u["id"] for u in every.json()}
+    fields = "id,first_name,last_name,display_name,email,is_disabled"
+    pages = [httpx.get(api(server) + "/users", headers=auth,
+                       params={"limit": 4, "offset": n, "sorts": "id", "fields": fields}).json()
+             for n in range(0, len(every.json()) + 4, 4)]
+    assert all(set(u) == set(fields.split(",")) for page in pages for u in page) and pages[-1] == []
+    by_id = sorted((u["id"] for u in every.json()), key=lambda i: (len(i), i))
+    assert [u["id"] for page in pages for u in page] == by_id
+    one = httpx.get(api(server) + f"/users/{looks[0]['user_id']}", headers=auth)
+    check_response("/users/{user_id}", "get", one)
+    assert one.json()["id"] == looks[0]["user_id"]
+    missing = httpx.get(api(server) + "/users/999999999", headers=auth)
+    assert missing.status_code == 404
+    check_response("/users/{user_id}", "get", missing)
+    assert httpx.get(api(server) + "/users").status_code == 401
+
+    # an employee who left is disabled (still listed); a removed Looker user is gone
+    left, removed = present.index[1], present.index[2]
+    emp_left = present.loc[left, "entity_id"]
+    staff = fresh_company.tables["employees"]
+    staff.loc[staff["employee_id"] == emp_left, "is_active"] = False
+    fresh_company.tables["presence"].loc[removed, "deleted_at"] = fresh_company.now
+    server.sandbox.vendors["looker"].render()
+    after = {u["id"]: u for u in httpx.get(api(server) + "/users", headers=auth).json()}
+    assert after[present.loc[left, "system_id"]]["is_disabled"] is True
+    assert present.loc[removed, "system_id"] not in after and len(after) == len(every.json()) - 1

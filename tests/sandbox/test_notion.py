@@ -62,6 +62,17 @@ PAGE = {
 DATABASE = {"type": "object", "required": ["object", "id", "title", "last_edited_time"],
             "properties": {"object": {"enum": ["database", "data_source"]}, "id": UUID, "title": RICH,
                            "last_edited_time": TIME}}
+USER = {  # the user object (developers.notion.com/reference/user): a person carries person.email, a bot its owner
+    "type": "object", "required": ["object", "id", "type", "name", "avatar_url"],
+    "properties": {"object": {"const": "user"}, "id": UUID, "name": {"type": "string"}},
+    "oneOf": [
+        {"properties": {"type": {"const": "person"}, "person": {
+            "type": "object", "required": ["email"], "properties": {"email": {"type": "string"}}}},
+         "required": ["person"]},
+        {"properties": {"type": {"const": "bot"}, "bot": {"type": "object", "required": ["owner"]}},
+         "required": ["bot"]},
+    ],
+}
 LIST = {
     "type": "object", "required": ["object", "results", "next_cursor", "has_more", "type"],
     "properties": {"object": {"const": "list"}, "has_more": {"type": "boolean"},
@@ -100,7 +111,8 @@ def _checked(client: httpx.Client, method: str, path: str, body: dict[str, Any] 
         jsonschema.validate(r.json(), LIST)
         for item in r.json()["results"]:
             jsonschema.validate(item, PAGE if item["object"] == "page" else
-                                DATABASE if item["object"] in ("database", "data_source") else {})
+                                DATABASE if item["object"] in ("database", "data_source") else
+                                USER if item["object"] == "user" else {})
     return r
 
 
@@ -297,6 +309,11 @@ def test_users_page_through_get_with_query_cursor(small_company: Company, serve)
         notion = small_company.presence_of("employee", "notion")
         assert {u["id"] for u in people} <= set(notion["system_id"])
         assert all("@" in u["person"]["email"] for u in people)
+        emails = notion.set_index("system_id")["email"]
+        assert all(u["person"]["email"] == emails[u["id"]].strip() for u in people)
+        pages = c.post("/v1/search", json={"filter": {"property": "object", "value": "page"}}).json()["results"]
+        authors = {p[k]["id"] for p in pages for k in ("created_by", "last_edited_by")}
+        assert authors and authors <= {u["id"] for u in users}  # every author of the live company is a listed user
         assert c.get("/v1/users", params={"page_size": 0}).json()["code"] == "validation_error"
         assert c.get("/v1/users/me").json()["type"] == "bot"
 

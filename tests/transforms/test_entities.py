@@ -244,7 +244,12 @@ def raw_store() -> dict[str, pd.DataFrame]:
         "raw_slack.users": pd.DataFrame({
             "id": ["U1", "B1"], "real_name": ["Sam Roe", "Bot"], "email": [None, None], "is_bot": [False, True],
             "deleted": [False, False], "tz": ["Europe/Berlin", None]}),
-        "raw_notion.pages": pd.DataFrame({"created_by_id": ["n-1"], "last_edited_by_id": ["n-1"]}),
+        "raw_notion.pages": pd.DataFrame({"created_by_id": ["n-1", "nb-1"], "last_edited_by_id": ["n-1", "n-2"]}),
+        "raw_notion.users": pd.DataFrame({"id": ["n-2", "nb-1"], "type": ["person", "bot"],
+                                          "name": ["Lee Park", "Sophia"], "email": ["Lee.Park@halcyon.com", None]}),
+        "raw_looker.users": pd.DataFrame({"id": ["42"], "first_name": ["Lee"], "last_name": ["Park"],
+                                          "email": ["lee.park@halcyon.com"], "is_disabled": [True]}),
+        "raw_looker.looks": pd.DataFrame({"id": ["7", "8"], "title": ["a", "b"], "user_id": ["42", "43"]}),
     }
 
 
@@ -327,6 +332,10 @@ def test_employees(built: dict[str, pd.DataFrame]) -> None:
     assert key_of(x, "employee_key", "slack", "U1") == sam  # no e-mail in Slack: by name
     assert "B1" not in set(x["system_id"])  # bots are not staff
     assert key_of(x, "employee_key", "notion", "n-1") != sam  # id only: its own, unresolved
+    lee = key_of(x, "employee_key", "notion", "n-2")  # users tables: matched by e-mail
+    assert key_of(x, "employee_key", "looker", "42") == lee != key_of(x, "employee_key", "looker", "43")
+    assert "nb-1" not in set(x["system_id"])  # a Notion bot is not staff
+    assert built["employees"].set_index("employee_key").loc[lee, "is_active"] == False  # noqa: E712 - Looker: disabled
     row = built["employees"].set_index("employee_key").loc[sam]
     assert (row["email"], row["team"], row["region"], row["department"]) == (
         "sam.roe@halcyon.com", "SMB", "EMEA", "Sales")

@@ -2,7 +2,13 @@
 
 Served under ``/api/4.0`` (a connector's base URL is the instance URL): ``POST /login``, ``DELETE|POST
 /logout``, ``GET /looks``, ``GET /looks/search``, ``GET /looks/{id}``, ``GET /looks/{id}/run/{json|csv}``,
-``POST /queries/run/{json|csv}``, ``POST /queries`` + ``GET /queries/{id}``, ``GET /queries/{id}/run/{fmt}``.
+``POST /queries/run/{json|csv}``, ``POST /queries`` + ``GET /queries/{id}``, ``GET /queries/{id}/run/{fmt}``,
+``GET /users`` and ``GET /users/{id}``.
+
+Users are the employees present in Looker (``presence`` rows of system ``looker``, whose ``system_id`` is the
+user id; the lowest one owns the Looks): a deleted presence row is a deleted user (gone from ``/users``), an
+employee who left or is inactive a disabled one (``is_disabled``). Names come from ``employees``, the e-mail
+as Looker shows it from ``presence``.
 
 Looks come from the ``looks`` table. Running one evaluates its query (``view``, ``fields``, ``filters``)
 with pandas over the live canonical tables: the view's table joined to ``accounts``/``opportunities``/
@@ -404,6 +410,8 @@ class Looker(SimulatedVendor):
             (f"{API}/queries", self.create_query, ["POST"]),
             (f"{API}/queries/{{query_id}}", self.query, ["GET"]),
             (f"{API}/queries/{{query_id}}/run/{{result_format}}", self.run_query, ["GET"]),
+            (f"{API}/users", self.all_users, ["GET"]),
+            (f"{API}/users/{{user_id}}", self.user, ["GET"]),
             ("/{path:path}", self.not_found, ["GET", "POST", "PUT", "PATCH", "DELETE"]),
         ]
 
@@ -473,6 +481,46 @@ class Looker(SimulatedVendor):
             }
         self.looks = records
         self.model = Model(c)
+        self.users = self._render_users()
+
+    def _render_users(self) -> dict[str, dict[str, Any]]:
+        """Looker's ``User`` objects of the employees present in Looker, by id (see the module docstring)."""
+        c = self.company
+        emp = c["employees"].set_index("employee_id")[["first_name", "last_name", "email", "is_active", "deleted_at"]]
+        people = c.presence_of("employee", "looker").join(emp, on="entity_id", suffixes=("", "_emp"))
+        people = people[people["deleted_at"].isna()]
+        disabled = people["deleted_at_emp"].notna() | ~people["is_active"].fillna(True).astype(bool)
+        mails = people["email"].fillna(people["email_emp"])
+        users: dict[str, dict[str, Any]] = {}
+        for uid, first, last, mail, off, created in zip(
+                people["system_id"].astype(str), people["first_name"], people["last_name"], mails, disabled,
+                people["created_at"], strict=True):
+            first, last = (None if pd.isna(v) else str(v) for v in (first, last))
+            mail = None if pd.isna(mail) else str(mail)
+            users[uid] = {
+                "can": {"show": True, "index": True, "show_details": True, "index_details": True,
+                        "sudo": False, "see_roles": True, "update": True, "destroy": True},
+                "avatar_url": f"https://gravatar.lookercdn.com/avatar/{_stable_id('avatar', uid)}?s=156&d=blank",
+                "avatar_url_without_sizing": f"https://gravatar.lookercdn.com/avatar/{_stable_id('avatar', uid)}"
+                                             "?d=blank",
+                "credentials_api3": [], "credentials_embed": [], "credentials_google": None,
+                "credentials_ldap": None, "credentials_looker_openid": None, "credentials_oidc": None,
+                "credentials_saml": None, "credentials_totp": None,
+                "credentials_email": None if mail is None else {
+                    "created_at": _iso(created), "email": mail, "forced_password_reset_at_next_login": False,
+                    "is_disabled": bool(off), "logged_in_at": None, "password_reset_url": None,
+                    "type": "email", "url": f"{API}/users/{uid}/credentials_email",
+                    "user_url": f"{API}/users/{uid}"},
+                "display_name": f"{first} {last}" if first and last else None, "email": mail,
+                "first_name": first, "group_ids": ["1"], "home_folder_id": "1", "id": uid,
+                "is_disabled": bool(off), "last_name": last, "locale": "en", "looker_versions": [],
+                "models_dir_validated": None, "personal_folder_id": _stable_id("folder", uid),
+                "presumed_looker_employee": False, "role_ids": ["2"], "sessions": [], "ui_state": None,
+                "verified_looker_employee": False, "roles_externally_managed": False, "allow_direct_roles": True,
+                "allow_normal_group_membership": True, "allow_roles_from_normal_groups": True,
+                "is_service_account": False, "url": f"{API}/users/{uid}",
+            }
+        return users
 
     # --- endpoints -----------------------------------------------------------------------------------------------
     async def login(self, request: Request) -> Response:
@@ -496,11 +544,15 @@ class Looker(SimulatedVendor):
 
     def _shape(self, request: Request, look: dict[str, Any], with_query: bool) -> dict[str, Any]:
         out = dict(look) if with_query else {k: v for k, v in look.items() if k not in ("query", "url")}
+        return self._fields(request, out)
+
+    @staticmethod
+    def _fields(request: Request, record: dict[str, Any]) -> dict[str, Any]:
         fields = request.query_params.get("fields")
-        if fields:
-            wanted = {f.strip().split("(")[0] for f in fields.split(",") if f.strip()}
-            out = {k: v for k, v in out.items() if k in wanted}
-        return out
+        if not fields:
+            return record
+        wanted = {f.strip().split("(")[0] for f in fields.split(",") if f.strip()}
+        return {k: v for k, v in record.items() if k in wanted}
 
     @staticmethod
     def _int(request: Request, name: str, default: int | None) -> int | None:
@@ -547,6 +599,29 @@ class Looker(SimulatedVendor):
             items.sort(key=lambda look, k=key: (look.get(k) is None, (len(look[k]), look[k]) if k == "id" else
                                                  str(look.get(k) or "")), reverse=direction.lower() == "desc")
         return JSONResponse([self._shape(request, look, False) for look in self._window(request, items)])
+
+    async def all_users(self, request: Request) -> Response:
+        """``GET /users``: every user, disabled ones too; ``ids`` filter, ``sorts``, ``limit``/``offset`` paging."""
+        self._auth(request)
+        params = request.query_params
+        items = list(self.users.values())
+        if params.get("ids"):
+            wanted = {i.strip() for i in params["ids"].split(",")}
+            items = [u for u in items if u["id"] in wanted]
+        for spec in reversed([s.strip() for s in (params.get("sorts") or "id").split(",") if s.strip()]):
+            key, _, direction = spec.partition(" ")
+            if key not in ("id", "first_name", "last_name", "display_name", "email", "is_disabled"):
+                return self._error(400, f"Invalid sort field '{key}'")
+            items.sort(key=lambda u, k=key: (u.get(k) is None, (len(u[k]), u[k]) if k == "id" else
+                                              str(u.get(k) or "").lower()), reverse=direction.lower() == "desc")
+        return JSONResponse([self._fields(request, u) for u in self._window(request, items)])
+
+    async def user(self, request: Request) -> Response:
+        self._auth(request)
+        user = self.users.get(request.path_params["user_id"])
+        if user is None:
+            return self._error(404, "Not found")
+        return JSONResponse(self._fields(request, user))
 
     def _find(self, look_id: str) -> dict[str, Any]:
         look = self.looks.get(look_id)

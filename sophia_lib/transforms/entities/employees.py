@@ -1,9 +1,9 @@
 """Internal staff: the users, owners and admins of every system resolved into ``core.employees``.
 
 Rules, strongest first: the same normalised e-mail (``email``); the same normalised full name where
-that name carries at most one work e-mail across systems (``name``). Notion and Looker expose only user ids
-(on pages and Looks); those ids become employees of their own (``single_source``) unless a users table is
-synced for them.
+that name carries at most one work e-mail across systems (``name``). Notion and Looker users come from their
+``users`` tables (Notion bots are not staff and are left out); an author or owner id missing from those tables
+(a removed member, or a workspace that does not share e-mails) becomes an employee of its own (``single_source``).
 """
 
 from __future__ import annotations
@@ -91,7 +91,9 @@ def _id_only_users(ctx: TransformContext) -> list[pd.DataFrame]:
     """Notion and Looker users known by id only (page authors/editors, Look owners), unless a users table
     with names and e-mails exists for them."""
     out = []
-    notion_users = ctx.raw("notion", "users", ["id", "name", "email"])
+    notion_users = ctx.raw("notion", "users", ["id", "type", "name", "email"])
+    bots = set(notion_users.loc[notion_users["type"] == "bot", "id"].dropna())
+    notion_users = notion_users[notion_users["type"] != "bot"]
     first, last = _split_name(notion_users["name"])
     out.append(records("notion", notion_users, COLUMNS, {
         "system_id": "id", "email": "email", "first_name": first, "last_name": last, "full_name": "name"}))
@@ -99,11 +101,12 @@ def _id_only_users(ctx: TransformContext) -> list[pd.DataFrame]:
     dbs = ctx.raw("notion", "databases", ["created_by_id", "last_edited_by_id"])
     ids = pd.concat([pages["created_by_id"], pages["last_edited_by_id"], dbs["created_by_id"],
                      dbs["last_edited_by_id"]], ignore_index=True).dropna().drop_duplicates()
-    ids = ids[~ids.isin(set(notion_users["id"].dropna()))]
+    ids = ids[~ids.isin(set(notion_users["id"].dropna()) | bots)]
     out.append(records("notion", pd.DataFrame({"id": ids}), COLUMNS, {"system_id": "id"}))
-    looker_users = ctx.raw("looker", "users", ["id", "first_name", "last_name", "email"])
+    looker_users = ctx.raw("looker", "users", ["id", "first_name", "last_name", "email", "is_disabled"])
     out.append(records("looker", looker_users, COLUMNS, {
-        "system_id": "id", "email": "email", "first_name": "first_name", "last_name": "last_name"}))
+        "system_id": "id", "email": "email", "first_name": "first_name", "last_name": "last_name",
+        "is_active": ~as_bool(looker_users["is_disabled"]).fillna(False)}))
     looks = ctx.raw("looker", "looks", ["user_id"])
     ids = looks["user_id"].dropna().drop_duplicates()
     ids = ids[~ids.isin(set(looker_users["id"].dropna()))]

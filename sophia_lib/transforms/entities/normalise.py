@@ -63,7 +63,7 @@ def normalise_email(values: pd.Series) -> pd.Series:
 
 def email_domain(emails: pd.Series) -> pd.Series:
     """The registrable domain of normalised e-mails, ``<NA>`` for free-mail providers."""
-    part = emails.astype("string").str.split("@").str[-1]
+    part = emails.astype("string").str.replace(r"^.*@", "", regex=True)  # after the last "@"
     unique = part.dropna().drop_duplicates()
     normal = pd.Series(normalise_domain(unique).to_numpy(), index=unique.to_numpy())
     domain = part.map(normal).astype("string")

@@ -71,9 +71,17 @@ def most_common(resolved: pd.DataFrame, key: str, column: str) -> pd.Series:
 
 
 def source_list(resolved: pd.DataFrame, key: str, priority: Sequence[str]) -> pd.Series:
-    """Comma-joined systems each cluster was seen in, in priority order."""
-    seen = resolved[[key, "system", "_rank"]].drop_duplicates([key, "system"]).sort_values([key, "_rank"])
-    return seen.groupby(key, sort=True)["system"].agg(",".join).astype("string")
+    """Comma-joined systems each cluster was seen in, in priority order (systems outside it after, by name).
+    One vectorised pass per system rather than a Python join per cluster."""
+    seen = resolved[[key, "system"]].dropna(subset=[key])
+    codes, uniques = pd.factorize(seen[key], sort=True)
+    system = seen["system"].to_numpy(dtype=object)
+    out = pd.Series("", index=pd.Index(uniques, name=key), dtype="string")
+    for name in [*priority, *sorted(set(system[pd.notna(system)]) - set(priority))]:
+        present = np.zeros(len(out), dtype=bool)
+        present[codes[system == name]] = True
+        out = out.where(~present, out + "," + name)
+    return out.str.slice(1)
 
 
 def system_ids(resolved: pd.DataFrame, key: str, system: str) -> pd.Series:
