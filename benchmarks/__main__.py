@@ -7,7 +7,7 @@ import importlib
 import sys
 import time
 
-SUITES = ["sandbox", "warehouse", "connectors"]
+SUITES = ["sandbox", "warehouse", "connectors", "query", "transforms", "dashboards"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from datetime import datetime, timedelta
 
 import typer
@@ -41,9 +39,9 @@ def _when(value: datetime) -> str:
 
 
 def _load_transforms() -> list[str]:
-    """Import the transforms package when present, so its build steps register; names of the steps."""
-    if importlib.util.find_spec("sophia_lib.transforms") is not None:
-        importlib.import_module("sophia_lib.transforms")
+    """Import the transforms, so their build steps register; names of the registered steps."""
+    import sophia_lib.transforms  # noqa: F401 - registers the "transforms" builder
+
     return list(registered_builders())
 
 

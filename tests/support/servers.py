@@ -29,7 +29,7 @@ def require_binary(name: str, why: str) -> str:
     found = shutil.which(name) or next((str(d / name) for d in PG_BIN_DIRS if (d / name).exists()), None)
     if found:
         return found
-    message = f"{name} not found: {why} (install it: apt-get install -y postgresql / chromium)"
+    message = f"{name} not found: {why} (install it: apt-get install -y postgresql / chromium / redis-server)"
     if os.environ.get("SOPHIA_REQUIRE_SERVERS") == "1":
         pytest.fail(f"SOPHIA_REQUIRE_SERVERS=1 but {message}")
     pytest.skip(message)
