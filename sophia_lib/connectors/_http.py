@@ -118,13 +118,15 @@ class Pacer:
         self._next = 0.0
         self._lock = threading.Lock()
 
-    def wait(self) -> None:
+    def wait(self) -> float:
+        """Sleep until this request's turn; returns the seconds slept."""
         with self._lock:
             now = time.monotonic()
             start = max(now, self._next)
             self._next = start + self.interval
         if start > now:
             time.sleep(start - now)
+        return max(0.0, start - now)
 
 
 class Auth:
@@ -166,6 +168,8 @@ class VendorSession(requests.Session):
         self.sleep = sleep
         self.retries = 0
         self.requests_sent = 0
+        self.answer_s = 0.0  # seconds waiting for the vendor's answers (summed over threads): the vendor's share
+        self.paced_s = 0.0  # seconds held back by the pacer (the vendor's rate limit, kept ahead of time)
         self._counting = threading.Lock()  # a connector may send from a few threads (Slack's thread replies)
         self.headers["User-Agent"] = "sophia-connector/0.1 (+https://github.com/sophia-analytics)"
 
@@ -183,12 +187,15 @@ class VendorSession(requests.Session):
             attempt += 1
             if self.vendor_auth is not None:
                 self.vendor_auth.apply(request)
-            if self.pacer is not None:
-                self.pacer.wait()
+            paced = self.pacer.wait() if self.pacer is not None else 0.0
             with self._counting:
                 self.requests_sent += 1
+                self.paced_s += paced
+            sent = time.monotonic()
             try:
                 response = super().send(request, **kwargs)
+                with self._counting:
+                    self.answer_s += time.monotonic() - sent
                 verdict = self.policy.classify(response)
                 if verdict.signal is Signal.OK and not _json_intact(response):
                     verdict = Verdict(Signal.TRANSIENT, "malformed or truncated JSON body")

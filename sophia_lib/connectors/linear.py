@@ -1,9 +1,9 @@
 """Linear: issues, cycles, projects, users, teams and workflow states over the GraphQL API.
 
 Wire (VENDOR-APIS.md §8): every stream is one ``POST /graphql`` connection query,
-``(first: 100, after: $after, orderBy: updatedAt, includeArchived: true,
+``(first: 250, after: $after, orderBy: updatedAt, includeArchived: true,
 filter: {updatedAt: {gt: $since}})``, paged Relay-style with ``pageInfo {hasNextPage endCursor}`` by
-:class:`RelayPaginator`.
+:class:`RelayPaginator`. 250 is Linear's maximum page (``options.page_size`` takes less).
 
 * Incremental: ``$since`` is the dlt cursor (max ``updatedAt`` loaded) minus a lag of
   :data:`LAG_S` seconds: Linear's ``updatedAt`` is exact to the millisecond and ``gt`` is exclusive,
@@ -44,7 +44,7 @@ from sophia_lib.connectors.spec import Connector, SourceContext, Stream, increme
 
 OWN_ERRORS: dict[str, list] = {"response": []}
 """Turns off dlt RESTClient's raise-for-status hook, which would fire before VendorSession classifies the answer."""
-PAGE_SIZE = 100
+PAGE_SIZE = 250  # Linear's maximum page: 0.8k–4.5k complexity points a query, under its 10k cap per query
 LAG_S = 60.0
 TRANSIENT_TYPES = ("internal error", "lock timeout")
 
@@ -112,8 +112,8 @@ class Query:
     flatten: Callable[[dict[str, Any]], dict[str, Any]]
     extra_args: str = ""
 
-    def document(self) -> str:
-        return (f"query Sync($after: String, $since: DateTimeOrDuration) {{ {self.root}(first: {PAGE_SIZE}, "
+    def document(self, page_size: int = PAGE_SIZE) -> str:
+        return (f"query Sync($after: String, $since: DateTimeOrDuration) {{ {self.root}(first: {page_size}, "
                 f"after: $after, orderBy: updatedAt, includeArchived: true{self.extra_args}, "
                 f"filter: {{updatedAt: {{gt: $since}}}}) {{ nodes {{ id createdAt updatedAt archivedAt "
                 f"{self.selection} }} pageInfo {{ hasNextPage endCursor }} }} }}")
@@ -235,12 +235,13 @@ def _iso(value: Any) -> str:
 def source(ctx: SourceContext) -> Any:
     """The dlt source of every Linear stream (see the module docstring for the wire choices)."""
     client = RESTClient(base_url=ctx.base_url, session=ctx.session(auth=_auth(ctx), policy=LinearPolicy()))
+    page_size = min(250, max(1, int(ctx.options.get("page_size") or PAGE_SIZE)))
 
     def resource(query: Query) -> Any:
         @dlt.resource(**query.stream.hints())
         def rows(cursor: Any = incremental(query.stream, ctx.start_date, lag=LAG_S)) -> Iterator[Any]:
             since = ctx.start_date if ctx.full_refresh or cursor.start_value is None else cursor.start_value
-            body = {"query": query.document(), "variables": {"after": None, "since": _iso(since)}}
+            body = {"query": query.document(page_size), "variables": {"after": None, "since": _iso(since)}}
             for page in client.paginate("/graphql", method="POST", json=body, paginator=RelayPaginator(query.root),
                                         data_selector=f"data.{query.root}.nodes", hooks=OWN_ERRORS):
                 yield from ctx.emit(query.stream, [query.flatten(node) for node in page],
@@ -257,7 +258,7 @@ def source(ctx: SourceContext) -> Any:
 register(Connector(
     name="linear", title="Linear", default_base_url="https://api.linear.app", credentials=("api_key",),
     streams=tuple(q.stream for q in QUERIES), source=source,
-    options={"auth": "api_key"},
+    options={"auth": "api_key", "page_size": PAGE_SIZE},
     docs="Personal API key (Settings → API), sent without 'Bearer'. For an OAuth app set options.auth=oauth, "
          "options.client_id, and the secrets client_secret and refresh_token (rotated and saved on each refresh). "
          "Archived issues/projects/cycles are removed from the raw tables; deactivated users are kept.",

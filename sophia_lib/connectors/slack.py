@@ -43,7 +43,7 @@ from dlt.sources.helpers.rest_client.paginators import JSONResponseCursorPaginat
 from sophia_lib.connectors import register
 from sophia_lib.connectors._auth import HeaderAuth
 from sophia_lib.connectors._http import Signal, ThrottlePolicy, Verdict, body_json, retry_after_seconds
-from sophia_lib.connectors._streams import Reconciliation, new_fields, snapshot_hints, unique
+from sophia_lib.connectors._streams import Reconciliation, jsonpath, new_fields, snapshot_hints, unique
 from sophia_lib.connectors.spec import Connector, SourceContext, Stream, incremental
 
 PAGE_SIZE = 999  # conversations.history's documented maximum (the other list methods take up to 1000)
@@ -174,9 +174,10 @@ def source(ctx: SourceContext) -> Any:
 
     def pages(method: str, key: str, **params: Any) -> Iterator[list[dict[str, Any]]]:
         """Every page of a Slack list method (cursor + limit, until next_cursor is empty)."""
-        paginator = JSONResponseCursorPaginator(cursor_path="response_metadata.next_cursor", cursor_param="cursor")
+        paginator = JSONResponseCursorPaginator(cursor_path=jsonpath("response_metadata.next_cursor"),
+                                                cursor_param="cursor")
         for page in client.paginate(f"/{method}", params={**params, "limit": limit}, paginator=paginator,
-                                    data_selector=key, hooks={"response": []}):
+                                    data_selector=jsonpath(key), hooks={"response": []}):
             yield list(page)
 
     wanted = ctx.options.get("channels") or []

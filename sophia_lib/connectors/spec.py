@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Literal
@@ -18,6 +18,7 @@ from typing import Any, Literal
 import dlt
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from sophia_lib.connectors._http import Auth, Pacer, RetrySettings, ThrottlePolicy, VendorSession
 
@@ -129,6 +130,67 @@ def incremental(stream: Stream, initial_value: Any, lag: float | None = None) ->
                                    on_cursor_value_missing="include")
 
 
+BATCH_ROWS = 20_000
+"""Rows per item handed to dlt: pages are concatenated up to this (dlt's cost is mostly per item, not per row)."""
+
+
+def batched(items: Iterable[Any], rows: int = BATCH_ROWS) -> Iterator[Any]:
+    """Consecutive Arrow pages of one resource, concatenated into tables of up to ``rows`` rows.
+
+    Only pages with the same schema are joined (a page with other columns or types starts a new table, so
+    drift is seen exactly as page by page); anything else — a table marked with dlt hints, a list — first
+    flushes what is buffered and then passes through unchanged, so the order of items is kept.
+    """
+    buffer: list[pa.Table] = []
+    count = 0
+    for item in items:
+        if isinstance(item, pa.Table):
+            if buffer and not item.schema.equals(buffer[0].schema):
+                yield _concat(buffer)
+                buffer, count = [], 0
+            buffer.append(item)
+            count += item.num_rows
+            if count >= rows:
+                yield _concat(buffer)
+                buffer, count = [], 0
+            continue
+        if buffer:
+            yield _concat(buffer)
+            buffer, count = [], 0
+        yield item
+    if buffer:
+        yield _concat(buffer)
+
+
+def batch_pages(source: Any, rows: int = BATCH_ROWS) -> Any:
+    """Make every selected resource of a dlt source hand dlt its pages joined by :func:`batched`.
+
+    dlt's extract costs a few milliseconds per item (schema computation, load-id column, file write) whatever
+    its size, which dominated syncs of 100-row pages. The join wraps the resource's generator, so it comes
+    before every pipe step: the cursor, drift and variant steps see the same rows in the same order. A
+    transformer is fed item by item by its parent and is left alone. dlt has no public hook for wrapping a
+    resource's generator, hence ``_pipe``; the connector tests run through here and fail if dlt changes it.
+    """
+    for resource in source.selected_resources.values():
+        if resource.is_transformer:
+            continue
+        pipe = resource._pipe
+        gen = pipe.gen
+        pipe.replace_gen(_joined(gen, rows) if callable(gen) else batched(gen, rows))
+    return source
+
+
+def _joined(gen: Callable[[], Iterable[Any]], rows: int) -> Callable[[], Iterator[Any]]:
+    def pages() -> Iterator[Any]:
+        return batched(gen(), rows)
+
+    return pages
+
+
+def _concat(tables: list[pa.Table]) -> pa.Table:
+    return tables[0] if len(tables) == 1 else pa.concat_tables(tables).combine_chunks()
+
+
 # --- staging quality -----------------------------------------------------------------------------------
 
 
@@ -198,16 +260,26 @@ def _quarantine_row(stream: Stream, record: Any, reason: str) -> dict[str, Any]:
 
 
 def _to_arrow(stream: Stream, rows: list[dict[str, Any]]) -> tuple[pa.Table | None, list[dict[str, Any]]]:
-    """Column-wise conversion; a row whose declared column cannot be coerced is quarantined."""
+    """Column-wise conversion; a row whose declared column cannot be coerced is quarantined.
+
+    A declared column whose values are all of one plain type (ISO strings, ints, datetimes …) is converted
+    by Arrow in one call (:func:`_fast_column`); any other column goes value by value through
+    :func:`coerce`, which also names the failures. Both paths give the same values."""
     names: dict[str, None] = {}
     for row in rows:
         names.update(dict.fromkeys(row))
     failed: dict[int, str] = {}
-    columns: dict[str, list[Any]] = {}
+    arrays: dict[str, pa.Array] = {}
     for name in names:
         values = [row.get(name) for row in rows]
         kind = stream.columns.get(name)
-        if kind is not None:
+        if name == DELETED_COLUMN:
+            arrays[name] = pa.array(values, pa.bool_())
+        elif kind is None:
+            arrays[name] = _infer([json.dumps(v, default=str) if isinstance(v, dict | list) else v for v in values])
+        elif (fast := _fast_column(values, kind)) is not None:
+            arrays[name] = fast
+        else:
             converted = []
             for i, value in enumerate(values):
                 try:
@@ -215,30 +287,77 @@ def _to_arrow(stream: Stream, rows: list[dict[str, Any]]) -> tuple[pa.Table | No
                 except (TypeError, ValueError) as exc:
                     failed.setdefault(i, f"{name}: expected {kind}, got {value!r} ({exc})")
                     converted.append(None)
-            columns[name] = converted
-        else:
-            columns[name] = [json.dumps(v, default=str) if isinstance(v, dict | list) else v for v in values]
-    keep = [i for i in range(len(rows)) if i not in failed]
+            arrays[name] = pa.array(converted, _ARROW[kind])
     quarantined = [_quarantine_row(stream, {k: v for k, v in rows[i].items() if k != DELETED_COLUMN}, reason)
                    for i, reason in failed.items()]
-    arrays, fields = [], []
-    for name, values in columns.items():
-        kept = [values[i] for i in keep] if failed else values
-        kind = stream.columns.get(name)
-        if name == DELETED_COLUMN:
-            arrays.append(pa.array(kept, pa.bool_()))
-        elif kind is not None:
-            arrays.append(pa.array(kept, _ARROW[kind]))
-        else:
-            arrays.append(_infer(kept))
-        fields.append(name)
-    if not keep:
+    if len(failed) == len(rows):
         return None, quarantined
     # Key columns are never null (rows without a key were quarantined above); saying so keeps the Arrow
     # schema in step with dlt's (which marks primary keys not nullable).
     schema = pa.schema([pa.field(name, array.type, nullable=name not in stream.primary_key)
-                        for name, array in zip(fields, arrays, strict=True)])
-    return pa.Table.from_arrays(arrays, schema=schema), quarantined
+                        for name, array in arrays.items()])
+    table = pa.Table.from_arrays(list(arrays.values()), schema=schema)
+    if failed:
+        table = table.filter(pa.array([i not in failed for i in range(len(rows))], pa.bool_()))
+    return table, quarantined
+
+
+_NONE = type(None)
+_MIN_MICROS, _MAX_MICROS = -62_135_596_800_000_000, 253_402_300_799_999_999  # years 1 to 9999
+
+
+def _fast_column(values: list[Any], kind: TColumnType) -> pa.Array | None:
+    """The column converted by Arrow at once, or None when its values need :func:`coerce` one by one.
+
+    Taken only where Arrow gives exactly what :func:`coerce` would: ISO-8601 strings with an offset (UTC) or
+    without one (read as UTC), epoch integers (seconds, or milliseconds above 1e11), datetimes, dates,
+    plain ints/floats/bools/strings; empty strings and NaN become null as :func:`_empty` says."""
+    types = set(map(type, values))
+    types.discard(_NONE)
+    try:
+        if not types:
+            return pa.array(values, _ARROW[kind])
+        if types == {str}:
+            strings = pa.array(values, pa.string())
+            strings = pc.if_else(pc.equal(strings, ""), pa.scalar(None, pa.string()), strings)
+            if kind in ("text", "json"):
+                return strings
+            if kind == "timestamp":
+                return _iso_timestamps(strings)
+            if kind == "date":
+                return strings.cast(pa.date32())
+            return None
+        if kind == "json":
+            return None
+        if kind == "bigint" and types == {int}:
+            return pa.array(values, pa.int64())
+        if kind == "double" and types <= {int, float}:
+            return pa.array(values, pa.float64(), from_pandas=True)
+        if kind == "bool" and types == {bool}:
+            return pa.array(values, pa.bool_())
+        if kind == "timestamp" and types == {datetime}:
+            return pa.array(values, _ARROW["timestamp"])
+        if kind == "timestamp" and types == {int}:
+            epoch = pa.array(values, pa.int64())
+            micros = pc.if_else(pc.greater(epoch, 100_000_000_000), pc.multiply_checked(epoch, 1_000),
+                                pc.multiply_checked(epoch, 1_000_000))
+            bounds = pc.min_max(micros)
+            if bounds["min"].as_py() < _MIN_MICROS or bounds["max"].as_py() > _MAX_MICROS:
+                return None  # outside what a datetime holds: coerce names the failure
+            return micros.cast(_ARROW["timestamp"])
+        if kind == "date" and types == {date}:
+            return pa.array(values, pa.date32())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError, TypeError, ValueError):
+        return None
+    return None
+
+
+def _iso_timestamps(strings: pa.Array) -> pa.Array:
+    """ISO-8601 text to UTC microseconds: all with a zone offset, or all without (read as UTC)."""
+    try:
+        return strings.cast(_ARROW["timestamp"])
+    except pa.ArrowInvalid:
+        return pc.assume_timezone(strings.cast(pa.timestamp("us")), "UTC")
 
 
 def _infer(values: list[Any]) -> pa.Array:

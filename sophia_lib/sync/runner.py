@@ -63,7 +63,7 @@ from sophia_lib.appdb.models import QuarantineSummary, SchemaEvent, SyncRun, Syn
 from sophia_lib.config import SophiaConfig
 from sophia_lib.connectors import Connector, SourceContext, connector, connectors
 from sophia_lib.connectors.errors import SourceConfigError, SourceError
-from sophia_lib.connectors.spec import DELETED_COLUMN, QUARANTINE_TABLE
+from sophia_lib.connectors.spec import DELETED_COLUMN, QUARANTINE_TABLE, batch_pages
 from sophia_lib.errors import SophiaError
 from sophia_lib.sync.configuration import SyncSettings, with_sandbox_sources
 from sophia_lib.sync.exceptions import SourceBusyError, UnknownSourceError
@@ -125,6 +125,10 @@ class SourceRunResult:
     schema_changes: list[SchemaChange] = field(default_factory=list)
     requests: int = 0
     retries: int = 0
+    answer_s: float = 0.0
+    """Seconds spent waiting for the vendor's answers, summed over the source's threads (the vendor's share)."""
+    paced_s: float = 0.0
+    """Seconds requests were held back to stay under the vendor's rate limit."""
     recovered_loads: int = 0
 
     @property
@@ -438,6 +442,7 @@ class SourceSync:
             table = resource.table_name if isinstance(resource.table_name, str) else resource.name
             resource.add_map(observer.watch(resource.name, naming.normalize_identifier,
                                             dict(before.get(table, {}))))
+        batch_pages(source)
         contract = FROZEN if self.config.sources[self.name].schema_changes == "freeze" else None
         pipeline.extract(source, refresh="drop_sources" if self.full_refresh else None, schema_contract=contract)
         pipeline.normalize()
@@ -459,6 +464,8 @@ class SourceSync:
             stream.retries, stream.duration_s = observer.retries[name], observer.duration(name)
         self.result.requests = sum(s.requests_sent for s in ctx.sessions)
         self.result.retries = sum(s.retries for s in ctx.sessions)
+        self.result.answer_s = round(sum(s.answer_s for s in ctx.sessions), 3)
+        self.result.paced_s = round(sum(s.paced_s for s in ctx.sessions), 3)
 
     def _load(self, pipeline: dlt.Pipeline, destination: Any) -> Any:
         """Load; when the destination refused the package for good, forget the local dlt state.

@@ -15,7 +15,7 @@ import duckdb
 
 from sophia_lib.connectors import connector
 from sophia_lib.connectors._http import RetrySettings
-from sophia_lib.connectors.spec import SourceContext
+from sophia_lib.connectors.spec import SourceContext, batch_pages
 
 FAULT_MATRIX: list[tuple[str, dict[str, Any]]] = [
     ("throttle", {"retry_after": 0}),
@@ -76,7 +76,7 @@ class ConnectorRun:
 
     def sync(self, full_refresh: bool = False) -> Any:
         """One sync; raises what the pipeline raises (dlt wraps connector errors in PipelineStepFailed)."""
-        source = connector(self.name).source(self.context(full_refresh))
+        source = batch_pages(connector(self.name).source(self.context(full_refresh)))  # as the sync runs it
         return self.pipeline().run(source, refresh="drop_sources" if full_refresh else None)
 
     def rows(self, table: str, columns: str = "*") -> list[tuple]:
