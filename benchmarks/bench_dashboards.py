@@ -93,6 +93,11 @@ def run(args: argparse.Namespace) -> list[Result]:
     from sophia_lib.query.service import start_in_thread as start_query
     from sophia_lib.sandbox.background import free_port
     from sophia_lib.warehouse import open_warehouse
+
+    # `make bench` passes only --size; `python -m benchmarks.bench_dashboards` can set the loads too
+    args.viewers = getattr(args, "viewers", None) or [1, 20, 80]
+    args.live_viewers = getattr(args, "live_viewers", None) or [1, 5]
+    args.rounds = getattr(args, "rounds", None) or 10
     from tests.dashboards.conftest import DASH_TOKEN, QUERY_TOKEN, USERS, _wait_for_proxy, hub_config, login
     from tests.support.hub import start_hub
     from tests.support.raw import synced_sandbox

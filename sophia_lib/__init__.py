@@ -14,9 +14,13 @@ the data is. Importing this package stays light: the client loads on first use.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# dlt (the connectors' loader) reads this once, when it is imported: no usage events leave the machine.
+os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
 __all__ = ["metric", "sql", "table", "tables"]
 
 if TYPE_CHECKING:

@@ -430,6 +430,7 @@ class SourceSync:
         _configure_dlt()
         pipeline = dlt.pipeline(pipeline_name=f"sophia_{self.name}", pipelines_dir=str(self.settings.pipelines_dir),
                                 destination=self.loader.destination(), dataset_name=f"raw_{self.name}")
+        _no_telemetry()
         self._recover(pipeline)
 
         source = spec.source(ctx)
@@ -605,8 +606,17 @@ def _configure_dlt() -> None:
     with _DLT_CONFIG_LOCK:
         # Arrow pages get _dlt_load_id too: the row counts of a load are read from it.
         dlt.config["normalize.parquet_normalizer.add_dlt_load_id"] = True
-        # Nothing about customers' syncs leaves the machine.
+        # Nothing about customers' syncs leaves the machine (see _no_telemetry).
         dlt.config["runtime.dlthub_telemetry"] = False
+
+
+def _no_telemetry() -> None:
+    """Switch off dlt's anonymous usage events. dlt reads its runtime settings once, at import, so the setting
+    above only holds where ``sophia_lib`` was imported before dlt (its ``__init__`` sets the variable);
+    a process that imported dlt first gets its tracker switched off here, after the pipeline started it."""
+    from dlt.common.runtime import anon_tracker
+
+    anon_tracker.disable_anon_tracker()
 
 
 def _drop_committed_extracts(pipeline: dlt.Pipeline) -> None:

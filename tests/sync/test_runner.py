@@ -247,3 +247,26 @@ def test_frozen_schema_fails_on_drift_and_loses_nothing(toy_server: SandboxServe
     evolved = run_sync(config, progress=False)[0]
     assert evolved.status == "succeeded"
     assert ("things", "colour", "added") in {(c.stream, c.column, c.change) for c in evolved.schema_changes}
+
+
+def test_dlt_telemetry_is_off_in_a_fresh_process(tmp_path) -> None:
+    """dlt would post anonymous usage events to its vendor; a sync must not (nothing leaves the machine)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNTIME__")}
+    for first in ("import sophia_lib; import dlt", "import dlt; import sophia_lib"):  # either import order
+        code = (
+            f"{first}\n"
+            "from sophia_lib.sync.runner import _configure_dlt, _no_telemetry; _configure_dlt()\n"
+            f"p = dlt.pipeline('telemetry_probe', destination='duckdb', pipelines_dir={str(tmp_path)!r})\n"
+            "_no_telemetry()\n"
+            "p.run([{'a': 1}], table_name='t')\n"
+            "from dlt.common.runtime import anon_tracker\n"
+            "print('endpoint', anon_tracker._ANON_TRACKER_ENDPOINT)\n"
+        )
+        out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                             timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert "endpoint None" in out.stdout, first
