@@ -22,6 +22,9 @@ OPPORTUNITY_COLUMNS = [
     "is_closed", "is_won", "lead_source", "forecast_category_name", "fiscal_year", "fiscal_quarter", "owner_id",
     "created_date", "last_modified_date",
 ]
+FORECAST_NAMES = {"BestCase": "Best Case", "Forecast": "Commit"}
+"""OpportunityHistory keeps ForecastCategory's API values; Opportunity.ForecastCategoryName (what core
+uses) has the labels, which differ for these two."""
 HISTORY_COLUMNS = ["id", "opportunity_id", "stage_name", "amount", "close_date", "probability", "forecast_category",
                    "created_by_id", "created_date"]
 DEAL_COLUMNS = ["id", "amount", "closedate", "createdate", "dealname", "dealstage", "dealtype",
@@ -138,7 +141,7 @@ def _stage_history(ctx: TransformContext, xrefs: Xrefs, opps: pd.DataFrame) -> p
         "amount": raw["amount"].astype("float64"),
         "close_date": day(raw["close_date"]),
         "probability": raw["probability"].astype("float64"),
-        "forecast_category": raw["forecast_category"].astype("string"),
+        "forecast_category": raw["forecast_category"].astype("string").replace(FORECAST_NAMES),
         "changed_by_employee_key": xrefs.employee(raw["created_by_id"], "salesforce"),
         "valid_from": utc(raw["created_date"]),
     })

@@ -133,6 +133,11 @@ def test_stage_history_is_a_chain_of_intervals_ending_in_the_current_stage(built
     assert (current == opps.loc[current.index, "stage"]).all()
     changed_at = live.set_index("system_id")["changed_at"]
     assert (h.set_index("salesforce_id")["valid_from"] == changed_at.loc[h["salesforce_id"]]).all()
+    # history carries Salesforce's API values (BestCase, Forecast); core speaks the labels opportunities use
+    labels = {"Omitted", "Pipeline", "Best Case", "Commit", "Closed"}
+    assert set(h["forecast_category"].dropna()) <= labels and set(opps["forecast_category"].dropna()) <= labels
+    assert (h[h["is_current"]].set_index("opportunity_key")["forecast_category"]
+            == opps.loc[current.index, "forecast_category"]).mean() > 0.9
 
 
 def test_stages_are_ordered_like_the_funnel(built: Built) -> None:
