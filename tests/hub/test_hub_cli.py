@@ -49,4 +49,5 @@ def test_install_kernels(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "Sophia (CPU)" in done.stdout and "Sophia (GPU)" not in done.stdout
     spec = json.loads((tmp_path / "share/jupyter/kernels/sophia-cpu/kernel.json").read_text())
-    assert spec["display_name"] == "Sophia (CPU)" and spec["argv"][0] == sys.executable
+    # the venv's interpreter (python or python3: whichever started `sophia`), so the kernel sees sophia_lib
+    assert spec["display_name"] == "Sophia (CPU)" and Path(spec["argv"][0]).parent == Path(sys.executable).parent
