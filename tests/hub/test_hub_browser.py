@@ -11,24 +11,15 @@ from pathlib import Path
 import pytest
 
 from tests.hub.harness import RunningHub
-from tests.support.servers import require_binary
+from tests.support.browser import chromium_browser
 
 ARTIFACTS = Path(os.environ.get("SOPHIA_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"))
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    chromium = require_binary("chromium", "the browser tests drive Debian chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with chromium_browser() as launched:
+        yield launched
 
 
 def _sign_in(page, hub: RunningHub, username: str) -> None:
