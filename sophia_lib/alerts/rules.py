@@ -30,7 +30,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from sophia_lib.alerts.errors import AlertRuleError
-from sophia_lib.config import SophiaConfig
+from sophia_lib.config import SophiaConfig, yaml_problem
 from sophia_lib.delivery import DeliveryError, parse_target
 
 REPO_RULES = Path(__file__).resolve().parents[2] / "pipelines" / "alerts.yaml"
@@ -243,9 +243,7 @@ def _read(file: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise AlertRuleError(f"{file} is not valid YAML{where}: {getattr(exc, 'problem', exc)}.",
+        raise AlertRuleError(f"{file} is not valid YAML{yaml_problem(exc)}.",
                              fix="fix the YAML syntax there") from None
     if not isinstance(data, dict):
         raise AlertRuleError(f"{file} must be a mapping with 'rules:' (and optional 'defaults:').",

@@ -31,6 +31,7 @@ __all__ = [
     "AppDbConfig",
     "SandboxConfig",
     "SecretRef",
+    "yaml_problem",
     "SecretsConfig",
     "SophiaConfig",
     "SourceConfig",
@@ -59,6 +60,13 @@ def config_path() -> Path | None:
     return local if local.is_file() else None
 
 
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """`` at line L, column C: <problem>`` — where and what, for every "X is not valid YAML" message."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    return f"{where}: {getattr(exc, 'problem', None) or exc}"
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text()
@@ -67,11 +75,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(
-            f"{path} is not valid YAML{where}: {problem}.",
+            f"{path} is not valid YAML{yaml_problem(exc)}.",
             fix="fix the YAML syntax there (indentation, a missing ':' or an unclosed quote)",
         ) from None
     if data is None:

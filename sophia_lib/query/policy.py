@@ -27,6 +27,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sqlglot import exp
 
+from sophia_lib.config import yaml_problem
 from sophia_lib.config.typing import TRole
 from sophia_lib.query.errors import ForbiddenError, PolicyError
 from sophia_lib.roles import ROLES
@@ -295,8 +296,6 @@ def load_policy(path: str | Path | None = None) -> Policy:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise PolicyError(f"{file} is not valid YAML{where}: {getattr(exc, 'problem', None) or exc}.",
+        raise PolicyError(f"{file} is not valid YAML{yaml_problem(exc)}.",
                           fix="fix the YAML syntax there") from None
     return parse_policy(data, str(file))

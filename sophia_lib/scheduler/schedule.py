@@ -28,7 +28,7 @@ import yaml
 from croniter import croniter
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from sophia_lib.config import SophiaConfig
+from sophia_lib.config import SophiaConfig, yaml_problem
 from sophia_lib.config.typing import TRole
 from sophia_lib.scheduler.errors import ScheduleError, UnknownJobError
 
@@ -197,9 +197,7 @@ def load_schedule(config: SophiaConfig, path: Path | None = None, *, check_noteb
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ScheduleError(f"{path} is not valid YAML{where}: {getattr(exc, 'problem', None) or exc}.",
+        raise ScheduleError(f"{path} is not valid YAML{yaml_problem(exc)}.",
                             fix="fix the YAML syntax there (indentation, a missing ':' or an unclosed quote)") from None
     if not isinstance(data, dict):
         raise ScheduleError(f"{path} must be a mapping with a 'jobs:' key, not a {type(data).__name__}.",
