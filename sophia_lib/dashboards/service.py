@@ -27,9 +27,7 @@ import logging
 import os
 import re
 import signal
-import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,7 +39,6 @@ from urllib.parse import quote, urlparse
 import httpx
 from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated
 from tornado import httpclient, httpserver, web, websocket
-from tornado.netutil import bind_sockets
 
 from sophia_lib.appdb import open_app_db
 from sophia_lib.audit import AuditEvent, AuditLog, AuditWriter
@@ -53,6 +50,7 @@ from sophia_lib.dashboards.render import config_env, plotly_js
 from sophia_lib.dashboards.scopes import Scope, scope_for
 from sophia_lib.dashboards.snapshots import STATIC_PLACEHOLDER, ScopeAuth, SnapshotStore, render_page
 from sophia_lib.roles import role_for_groups
+from sophia_lib.service_thread import RunningService, serve_in_thread
 
 log = logging.getLogger("sophia.dashboards")
 BODY_OPEN = re.compile(r"<body[^>]*>", re.IGNORECASE)
@@ -675,47 +673,13 @@ class KernelSocketHandler(HubOAuthenticated, websocket.WebSocketHandler):
 # -- running -------------------------------------------------------------------------------------------
 
 
-@dataclass
-class RunningService:
-    url: str
-    service: DashboardsService
-    stop: Callable[[], None]
-
-
 def start_in_thread(config: SophiaConfig, hub: HubSettings, *, host: str = "127.0.0.1", port: int = 0,
                     render_auth: ScopeAuth | None = None, live: bool = True,
-                    query_url: str | None = None) -> RunningService:
+                    query_url: str | None = None) -> RunningService[DashboardsService]:
     """The service on its own event-loop thread (tests, benchmarks)."""
     service = DashboardsService(config, hub, render_auth=render_auth, live=live, query_url=query_url)
     service.start_live()
-    sockets = bind_sockets(port, host)
-    bound = sockets[0].getsockname()[1]
-    ready = threading.Event()
-    state: dict[str, Any] = {}
-
-    def run() -> None:
-        async def main() -> None:
-            server = httpserver.HTTPServer(service.app(), xheaders=False)
-            server.add_sockets(sockets)
-            await service.started()
-            state["loop"], state["done"] = asyncio.get_running_loop(), asyncio.Event()
-            ready.set()
-            await state["done"].wait()
-            server.stop()
-            await server.close_all_connections()
-
-        asyncio.run(main())
-
-    thread = threading.Thread(target=run, name="sophia-dashboards-service", daemon=True)
-    thread.start()
-    ready.wait(30)
-
-    def stop() -> None:
-        state["loop"].call_soon_threadsafe(state["done"].set)
-        thread.join(10)
-        service.close()
-
-    return RunningService(f"http://{host}:{bound}", service, stop)
+    return serve_in_thread(service, host=host, port=port, name="sophia-dashboards-service", started=service.started)
 
 
 def serve(config: SophiaConfig) -> None:

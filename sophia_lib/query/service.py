@@ -24,21 +24,19 @@ import json
 import logging
 import os
 import signal
-import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
 from tornado import httpserver, web
-from tornado.netutil import bind_sockets
 
 from sophia_lib.config.typing import SophiaConfig
 from sophia_lib.errors import SophiaError
 from sophia_lib.query.door import QueryDoor, QueryRequest, TKind
 from sophia_lib.query.errors import BadQueryError, QueryError
 from sophia_lib.query.identity import HubIdentity, Identity
+from sophia_lib.service_thread import RunningService, serve_in_thread
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 log = logging.getLogger("sophia.query")
@@ -182,46 +180,11 @@ def bind_address(config: SophiaConfig) -> tuple[str, int]:
     return config.query.host, config.query.port
 
 
-@dataclass
-class RunningService:
-    """A service running on a background thread (tests, benchmarks): ``url``, then ``stop()``."""
-
-    url: str
-    service: QueryService
-    stop: Callable[[], None]
-
-
 def start_in_thread(config: SophiaConfig, *, identifier: Identifier | None = None, host: str = "127.0.0.1",
-                    port: int = 0) -> RunningService:
+                    port: int = 0) -> RunningService[QueryService]:
     """Start the service on its own event loop thread; port 0 picks a free port."""
-    service = QueryService(config, identifier=identifier)
-    sockets = bind_sockets(port, host)
-    bound = sockets[0].getsockname()[1]
-    ready = threading.Event()
-    state: dict[str, Any] = {}
-
-    def run() -> None:
-        async def main() -> None:
-            server = httpserver.HTTPServer(service.app())
-            server.add_sockets(sockets)
-            state["loop"], state["server"], state["done"] = asyncio.get_running_loop(), server, asyncio.Event()
-            ready.set()
-            await state["done"].wait()
-            server.stop()
-            await server.close_all_connections()
-
-        asyncio.run(main())
-
-    thread = threading.Thread(target=run, name="sophia-query-service", daemon=True)
-    thread.start()
-    ready.wait(30)
-
-    def stop() -> None:
-        state["loop"].call_soon_threadsafe(state["done"].set)
-        thread.join(10)
-        service.close()
-
-    return RunningService(f"http://{host}:{bound}", service, stop)
+    return serve_in_thread(QueryService(config, identifier=identifier), host=host, port=port,
+                           name="sophia-query-service")
 
 
 def serve(config: SophiaConfig, on_ready: Callable[[str], Awaitable[None] | None] | None = None) -> None:
