@@ -5,6 +5,9 @@ Each module defines ``run(args) -> list[Result]``; targets live here, never as t
 
 from __future__ import annotations
 
+import statistics
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -33,3 +36,13 @@ class Result:
         return (f"{mark} {self.name:<48} {self.value:>10.3f} {self.unit:<6} vs {self.peer_name:<32} "
                 f"{self.peer_value:>10.3f}  ratio {self.ratio:5.2f} (target {'≤' if self.lower_is_better else '≥'} "
                 f"{self.target_ratio:g})")
+
+
+def median_ms(fn: Callable[[], object], repeat: int = 30) -> float:
+    """Median wall time of ``fn()`` over ``repeat`` calls, in milliseconds."""
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)

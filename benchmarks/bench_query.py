@@ -10,7 +10,6 @@ reads pay a dictionary lookup for it, as here. Every read is audited (a commit t
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import threading
 import time
@@ -20,7 +19,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from benchmarks import Result
+from benchmarks import Result, median_ms
 
 ROWS = {"small": 100_000, "medium": 2_000_000, "large": 10_000_000}
 CLIENTS = 80
@@ -55,15 +54,6 @@ def _data(rows: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     return deals, people
 
 
-def _median_ms(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
-
-
 def run(args: argparse.Namespace) -> list[Result]:
     from sophia_lib.config import SophiaConfig
     from sophia_lib.query.client import QueryClient
@@ -93,17 +83,17 @@ def run(args: argparse.Namespace) -> list[Result]:
         try:
             raw = duckdb.connect(str(snapshot_file), read_only=True)
             raw_sql = METRIC_SQL.replace(":start", "$start")
-            peer_ms = _median_ms(lambda: raw.execute(raw_sql, params).df(), repeat)
+            peer_ms = median_ms(lambda: raw.execute(raw_sql, params).df(), repeat)
             raw.close()
             client = QueryClient(uncached.url, "analyst-token")
             for _ in range(2 * config.query.workers):  # warm every worker thread's reader and the guard memo
                 client.sql(METRIC_SQL, params)
-            service_ms = _median_ms(lambda: client.sql(METRIC_SQL, params), repeat)
-            masked_ms = _median_ms(lambda: client.sql("select email, full_name from core.people"), repeat)
+            service_ms = median_ms(lambda: client.sql(METRIC_SQL, params), repeat)
+            masked_ms = median_ms(lambda: client.sql("select email, full_name from core.people"), repeat)
             client.close()
             hot = QueryClient(cached.url, "analyst-token")
             hot.sql(METRIC_SQL, params)
-            cached_ms = _median_ms(lambda: hot.sql(METRIC_SQL, params), repeat * 4)
+            cached_ms = median_ms(lambda: hot.sql(METRIC_SQL, params), repeat * 4)
             hot.close()
             throughput = _throughput(cached.url, params, per_client=5 if args.size == "small" else 20)
         finally:

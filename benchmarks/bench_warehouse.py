@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -12,7 +11,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from benchmarks import Result
+from benchmarks import Result, median_ms
 
 ROWS = {"small": 100_000, "medium": 1_000_000, "large": 10_000_000}
 QUERY = "select region, count(*) as n, sum(amount) as total from marts.facts group by region order by region"
@@ -22,15 +21,6 @@ def _facts(rows: int) -> pa.Table:
     rng = np.random.default_rng(0)
     return pa.table({"id": np.arange(rows), "region": rng.choice(["emea", "amer", "apac"], rows),
                      "amount": rng.gamma(2.0, 1000.0, rows)})
-
-
-def _median_ms(fn, repeat: int = 30) -> float:
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
 
 
 def run(args: argparse.Namespace) -> list[Result]:
@@ -64,7 +54,7 @@ def run(args: argparse.Namespace) -> list[Result]:
             with duckdb.connect(plain, read_only=True) as con:
                 con.sql(QUERY).arrow()
 
-        reader_ms, plain_ms = _median_ms(through_reader), _median_ms(plain_duckdb)
+        reader_ms, plain_ms = median_ms(through_reader), median_ms(plain_duckdb)
     return [
         Result(f"publish snapshot ({rows:,} rows, {(info.size_bytes or 0) / 1e6:.0f} MB)", publish_s, "s",
                "plain DuckDB create table", plain_s, target_ratio=2.0),
